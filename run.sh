@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./run.sh        set up (once) and run the end-to-end demo on bundled real clips
+#   ./run.sh test   set up (once) and run the whole test suite
+# Both create and reuse one virtual environment, .venv, inside the checkout.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+VENV=.venv
+STAMP="$VENV/.installed-$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)"
+
+if [ ! -f "$STAMP" ]; then
+    echo "setting up $VENV (first run only: PyTorch is several GB)" >&2
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[samples,test]'
+    rm -f "$VENV"/.installed-*
+    touch "$STAMP"
+fi
+
+need_ffmpeg() {
+    # The tests make edge-case clips (VP9, VFR, 6-channel audio, ...) with ffmpeg.
+    command -v ffmpeg >/dev/null && return
+    echo "installing ffmpeg (Debian package) for the tests" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+}
+
+case "${1:-demo}" in
+    test)
+        need_ffmpeg
+        shift
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    demo)
+        exec "$VENV/bin/python" -m demo
+        ;;
+    *)
+        echo "usage: ./run.sh [demo|test [pytest args]]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,83 @@
+"""Small pieces every command uses: progress bars, flags, job splitting, devices."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence, TypeVar
+
+from .errors import UsageError
+
+T = TypeVar("T")
+
+
+def progress(iterable: Iterable[T] | None = None, total: int | None = None,
+             desc: str | None = None, quiet: bool = False, unit: str = "it") -> Any:
+    """A tqdm bar on stderr, silent with --quiet or when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True,
+                disable=quiet or not sys.stderr.isatty())
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto: CUDA when present (default), else CPU")
+
+
+def add_shard(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shard", metavar="I/N", default=None,
+                        help="process only the I-th (0-based) of N disjoint parts of the "
+                             "input; RANK/WORLD_SIZE from torchrun mean the same")
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Which of `count` disjoint parts of a job this process does."""
+
+    index: int = 0
+    count: int = 1
+
+    def select(self, items: Sequence[T]) -> list[T]:
+        """Every count-th item starting at index: parts are disjoint and cover all."""
+        return list(items[self.index::self.count])
+
+    @property
+    def tag(self) -> str:
+        """A file-name part that keeps parallel writers' shards apart."""
+        return "" if self.count == 1 else f"-p{self.index}of{self.count}"
+
+
+def parse_shard(text: str | None, env: dict[str, str] | None = None) -> ShardSpec:
+    """`--shard I/N`, else torchrun's RANK/WORLD_SIZE, else the whole job."""
+    env = os.environ if env is None else env
+    if text is None:
+        if "RANK" in env and "WORLD_SIZE" in env:
+            text = f"{env['RANK']}/{env['WORLD_SIZE']}"
+        else:
+            return ShardSpec()
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r}: expected I/N, for example 0/4 for the first "
+                         "of four parts") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard {text!r}: need 0 <= I < N (parts are numbered from 0)")
+    return ShardSpec(i, n)
+
+
+def resolve_device(name: str) -> Any:
+    """'auto' | 'cpu' | 'cuda' -> torch.device; asking for CUDA without one is exit 2."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA GPU is visible to "
+                         "PyTorch here. Use --device cpu (or auto).")
+    return torch.device(name)

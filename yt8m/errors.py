@@ -1,0 +1,30 @@
+"""Exceptions that map to the command line's exit codes (SPEC section 2)."""
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad usage or configuration: nothing (more) was done
+EXIT_PARTIAL = 3  # the job finished, but some inputs were rejected
+
+
+class UsageError(Exception):
+    """An expected failure the user can fix: missing weights, bad flag, wrong model.
+
+    The message is shown as is (no traceback), so it says what to do.
+    """
+
+
+class ShardError(UsageError):
+    """A file named like a shard that is not a valid, complete shard."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class RejectedInput(Exception):
+    """One input (a video, a record, a label row) that cannot be used; the job goes on."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason

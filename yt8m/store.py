@@ -1,0 +1,472 @@
+"""The shard store: many videos per HDF5 file, ragged, written atomically (SPEC section 4).
+
+One shard file holds a few hundred videos. Frame-level shards keep every frame of
+every video back to back in two contiguous uint8 datasets (`rgb` [F, 1024] and
+`audio` [F, 128]) with `frame_offsets` [n + 1] marking where each video starts, so
+nothing is padded on disk and a sequential read is one large contiguous read.
+Labels and segment labels are ragged the same way (`*_offsets` + values).
+Video-level shards hold `mean_rgb` / `mean_audio` float32 rows instead.
+
+A writer fills a shard in memory and writes it in one go to a hidden temporary
+name, flushes, fsyncs and renames it: a killed writer leaves only a `.partial`
+file that no reader opens, and a rerun asks `done_ids` what is already stored.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+
+from .errors import ShardError, UsageError
+from .representation import AUDIO_DIM, FORMAT_VERSION, RGB_DIM, Representation
+from .vocabulary import FILENAME as VOCABULARY_FILENAME
+from .vocabulary import Vocabulary, VocabularyRef
+
+FORMAT = "yt8m-toolkit-shard"
+SUFFIX = ".h5"
+FRAME, VIDEO = "frame", "video"
+_RAGGED = ("labels", "segments")  # ragged groups: <name>_offsets + values
+
+
+def _empty(dtype: Any) -> np.ndarray:
+    return np.zeros(0, dtype=dtype)
+
+
+@dataclass
+class VideoRecord:
+    """One video as stored: quantized frames (frame-level) or mean features (video-level)."""
+
+    id: str
+    labels: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    rgb: np.ndarray | None = None  # uint8 [T, 1024]
+    audio: np.ndarray | None = None  # uint8 [T, 128]
+    has_audio: bool = True
+    segment_start_times: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    segment_labels: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    segment_scores: np.ndarray = field(default_factory=lambda: _empty(np.float32))
+    mean_rgb: np.ndarray | None = None  # float32 [1024]
+    mean_audio: np.ndarray | None = None  # float32 [128]
+
+    @property
+    def n_frames(self) -> int:
+        return 0 if self.rgb is None else int(self.rgb.shape[0])
+
+
+@dataclass(frozen=True)
+class ShardMeta:
+    """What every shard of one data set records, and what readers compare."""
+
+    kind: str  # FRAME or VIDEO
+    representation: Representation
+    vocabulary: VocabularyRef
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "representation": self.representation.to_json(),
+            "vocabulary_name": self.vocabulary.name,
+            "vocabulary_sha256": self.vocabulary.sha256,
+            "num_classes": self.vocabulary.num_classes,
+            "extra": json.dumps(self.extra, sort_keys=True),
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Any) -> "ShardMeta":
+        return cls(
+            kind=str(attrs["kind"]),
+            representation=Representation.from_json(str(attrs["representation"])),
+            vocabulary=VocabularyRef(str(attrs["vocabulary_name"]),
+                                     str(attrs["vocabulary_sha256"]),
+                                     int(attrs["num_classes"])),
+            extra=json.loads(str(attrs.get("extra", "{}"))),
+        )
+
+    def mismatch(self, other: "ShardMeta") -> list[str]:
+        """Why data described by `other` cannot be mixed with or fed to this one."""
+        problems = []
+        if self.kind != other.kind:
+            problems.append(f"kind: {self.kind}-level vs {other.kind}-level")
+        problems += self.representation.differences(other.representation)
+        if self.vocabulary.sha256 != other.vocabulary.sha256:
+            problems.append(f"vocabulary: {self.vocabulary.name} ({self.vocabulary.num_classes} "
+                            f"classes, {self.vocabulary.sha256[:12]}) vs {other.vocabulary.name} "
+                            f"({other.vocabulary.num_classes} classes, "
+                            f"{other.vocabulary.sha256[:12]})")
+        return problems
+
+
+# --------------------------------------------------------------------------- writing
+
+class ShardWriter:
+    """Collects videos and writes them as complete shards `<prefix>-<seq>.h5`.
+
+    Each process writing into one folder needs its own `prefix` (for example
+    `shard-r0of4`), because a new writer removes the temporary files its prefix
+    left behind and numbers its shards after those already there.
+    """
+
+    def __init__(self, out_dir: str, meta: ShardMeta, prefix: str = "shard",
+                 videos_per_shard: int = 256, max_bytes: int = 256 << 20):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", prefix):
+            raise ValueError(f"bad shard prefix {prefix!r}")
+        self.out_dir, self.meta, self.prefix = out_dir, meta, prefix
+        self.videos_per_shard, self.max_bytes = videos_per_shard, max_bytes
+        os.makedirs(out_dir, exist_ok=True)
+        for stale in glob.glob(os.path.join(out_dir, f".{prefix}-*.partial")):
+            os.remove(stale)
+        taken = [int(m.group(1)) for p in os.listdir(out_dir)
+                 if (m := re.fullmatch(re.escape(prefix) + r"-(\d+)" + re.escape(SUFFIX), p))]
+        self._seq = max(taken, default=-1) + 1
+        self._pending: list[VideoRecord] = []
+        self._pending_bytes = 0
+        self.written: list[str] = []
+
+    def add(self, video: VideoRecord) -> None:
+        _check_record(video, self.meta.kind)
+        self._pending.append(video)
+        self._pending_bytes += (video.rgb.nbytes + video.audio.nbytes) if self.meta.kind == FRAME \
+            else 4 * (RGB_DIM + AUDIO_DIM)
+        if len(self._pending) >= self.videos_per_shard or self._pending_bytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self) -> str | None:
+        """Write what is pending as one complete shard now; returns its path."""
+        if not self._pending:
+            return None
+        name = f"{self.prefix}-{self._seq:05d}{SUFFIX}"
+        path = os.path.join(self.out_dir, name)
+        tmp = os.path.join(self.out_dir, f".{self.prefix}-{self._seq:05d}.partial")
+        _write_shard(tmp, self._pending, self.meta)
+        os.replace(tmp, path)
+        _fsync_dir(self.out_dir)
+        self._seq += 1
+        self._pending, self._pending_bytes = [], 0
+        self.written.append(path)
+        return path
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        # Videos finished before an error are kept; an interrupt (Ctrl-C) too.
+        self.flush()
+
+
+def _check_record(v: VideoRecord, kind: str) -> None:
+    if kind == FRAME:
+        if v.rgb is None or v.audio is None:
+            raise ValueError(f"{v.id}: a frame-level record needs rgb and audio")
+        if v.rgb.dtype != np.uint8 or v.audio.dtype != np.uint8:
+            raise ValueError(f"{v.id}: frames must be uint8 (quantized)")
+        if v.rgb.ndim != 2 or v.rgb.shape[1] != RGB_DIM or v.audio.shape != (v.rgb.shape[0], AUDIO_DIM):
+            raise ValueError(f"{v.id}: rgb {v.rgb.shape} / audio {v.audio.shape} must be "
+                             f"[T, {RGB_DIM}] / [T, {AUDIO_DIM}] with the same T")
+    elif v.mean_rgb is None or v.mean_audio is None \
+            or np.shape(v.mean_rgb) != (RGB_DIM,) or np.shape(v.mean_audio) != (AUDIO_DIM,):
+        raise ValueError(f"{v.id}: a video-level record needs mean_rgb [1024] and mean_audio [128]")
+
+
+def _ragged(parts: list[np.ndarray], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    values = np.concatenate(parts).astype(dtype) if parts else _empty(dtype)
+    return offsets, values
+
+
+def _write_shard(path: str, videos: list[VideoRecord], meta: ShardMeta) -> None:
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs.update(meta.to_attrs())
+        f.attrs["num_videos"] = len(videos)
+        f.create_dataset("ids", data=np.array([v.id for v in videos], dtype=object),
+                         dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("has_audio", data=np.array([v.has_audio for v in videos], dtype=bool))
+        offsets, values = _ragged([np.asarray(v.labels) for v in videos], np.int32)
+        f.create_dataset("labels_offsets", data=offsets)
+        f.create_dataset("labels", data=values)
+        offsets, starts = _ragged([np.asarray(v.segment_start_times) for v in videos], np.int32)
+        f.create_dataset("segments_offsets", data=offsets)
+        f.create_dataset("segment_start_times", data=starts)
+        f.create_dataset("segment_labels", data=_ragged(
+            [np.asarray(v.segment_labels) for v in videos], np.int32)[1])
+        f.create_dataset("segment_scores", data=_ragged(
+            [np.asarray(v.segment_scores) for v in videos], np.float32)[1])
+        if meta.kind == FRAME:
+            offsets, _ = _ragged([v.rgb for v in videos], np.uint8)
+            f.create_dataset("frame_offsets", data=offsets)
+            # Contiguous (unchunked) layout: a sequential read is one plain read.
+            f.create_dataset("rgb", data=np.concatenate([v.rgb for v in videos]))
+            f.create_dataset("audio", data=np.concatenate([v.audio for v in videos]))
+        else:
+            f.create_dataset("mean_rgb", data=np.stack([v.mean_rgb for v in videos]).astype(np.float32))
+            f.create_dataset("mean_audio", data=np.stack([v.mean_audio for v in videos]).astype(np.float32))
+        f.flush()
+        os.fsync(f.id.get_vfd_handle())
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- reading
+
+class ShardReader:
+    """One shard: index in memory, frames read lazily from disk.
+
+    Safe to hand to DataLoader workers: the HDF5 handle is not pickled and is
+    reopened in each process on first use.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._h5: h5py.File | None = None
+        self._pid = -1
+        f = self._file()
+        try:
+            self.meta = ShardMeta.from_attrs(f.attrs)
+            self.ids: list[str] = [s.decode("utf-8") if isinstance(s, bytes) else s
+                                   for s in f["ids"][()]]
+            self.has_audio = f["has_audio"][()].astype(bool)
+            self._labels = (f["labels_offsets"][()], f["labels"][()])
+            seg_off = f["segments_offsets"][()]
+            self._segments = (seg_off, f["segment_start_times"][()],
+                              f["segment_labels"][()], f["segment_scores"][()])
+            n = len(self.ids)
+            if self.meta.kind == FRAME:
+                self.frame_offsets = f["frame_offsets"][()]
+                frames = int(self.frame_offsets[-1]) if n else 0
+                shapes_ok = (len(self.frame_offsets) == n + 1
+                             and f["rgb"].shape == (frames, RGB_DIM)
+                             and f["audio"].shape == (frames, AUDIO_DIM)
+                             and f["rgb"].dtype == np.uint8)
+            else:
+                self.frame_offsets = np.zeros(n + 1, dtype=np.int64)
+                shapes_ok = f["mean_rgb"].shape == (n, RGB_DIM) and f["mean_audio"].shape == (n, AUDIO_DIM)
+            shapes_ok = shapes_ok and len(self._labels[0]) == n + 1 and len(seg_off) == n + 1 \
+                and int(f.attrs["num_videos"]) == n and len(self.has_audio) == n
+        except (KeyError, ValueError, TypeError, OSError) as e:
+            self.close()
+            raise ShardError(path, f"damaged or incomplete shard ({e})") from None
+        if not shapes_ok:
+            self.close()
+            raise ShardError(path, "damaged shard: its index does not match its data")
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5, self._pid = _open_h5(self.path), os.getpid()
+        return self._h5
+
+    def close(self) -> None:
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_h5"], state["_pid"] = None, -1
+        return state
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_frames(self) -> np.ndarray:
+        return np.diff(self.frame_offsets)
+
+    def labels(self, i: int) -> np.ndarray:
+        off, values = self._labels
+        return values[off[i]:off[i + 1]]
+
+    def _record(self, i: int, rgb: np.ndarray | None = None, audio: np.ndarray | None = None,
+                mean_rgb: np.ndarray | None = None,
+                mean_audio: np.ndarray | None = None) -> VideoRecord:
+        off, starts, seg_labels, scores = self._segments
+        s = slice(off[i], off[i + 1])
+        return VideoRecord(self.ids[i], self.labels(i), rgb, audio, bool(self.has_audio[i]),
+                           starts[s], seg_labels[s], scores[s], mean_rgb, mean_audio)
+
+    def __getitem__(self, i: int) -> VideoRecord:
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        i %= len(self)
+        f = self._file()
+        if self.meta.kind == VIDEO:
+            return self._record(i, mean_rgb=f["mean_rgb"][i], mean_audio=f["mean_audio"][i])
+        a, b = int(self.frame_offsets[i]), int(self.frame_offsets[i + 1])
+        return self._record(i, _read_rows(f["rgb"], a, b), _read_rows(f["audio"], a, b))
+
+    def iter_videos(self, block_frames: int = 16384) -> Iterator[VideoRecord]:
+        """Sequential iteration reading many videos per disk read."""
+        f = self._file()
+        if self.meta.kind == VIDEO:
+            mean_rgb, mean_audio = f["mean_rgb"][()], f["mean_audio"][()]
+            for i in range(len(self)):
+                yield self._record(i, mean_rgb=mean_rgb[i], mean_audio=mean_audio[i])
+            return
+        i, n = 0, len(self)
+        while i < n:
+            j = i + 1  # at least one video per block, however long
+            while j < n and self.frame_offsets[j + 1] - self.frame_offsets[i] <= block_frames:
+                j += 1
+            a, b = int(self.frame_offsets[i]), int(self.frame_offsets[j])
+            rgb, audio = _read_rows(f["rgb"], a, b), _read_rows(f["audio"], a, b)
+            for k in range(i, j):
+                lo, hi = int(self.frame_offsets[k]) - a, int(self.frame_offsets[k + 1]) - a
+                yield self._record(k, rgb[lo:hi], audio[lo:hi])
+            i = j
+
+
+def _read_rows(dataset: h5py.Dataset, a: int, b: int) -> np.ndarray:
+    out = np.empty((b - a,) + dataset.shape[1:], dtype=dataset.dtype)
+    if b > a:
+        dataset.read_direct(out, np.s_[a:b])
+    return out
+
+
+def _open_h5(path: str) -> h5py.File:
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise ShardError(path, f"cannot read: {e.strerror}") from None
+    if size == 0:
+        raise ShardError(path, "empty file (0 bytes): not a shard")
+    try:
+        f = h5py.File(path, "r")
+    except PermissionError:
+        raise ShardError(path, "permission denied") from None
+    except OSError as e:
+        text = str(e)
+        if "signature" in text:
+            reason = "not an HDF5 file"
+        elif "truncated" in text or "eof" in text.lower():
+            reason = "truncated HDF5 file (an interrupted copy or download?)"
+        else:
+            reason = f"unreadable HDF5 file ({text})"
+        raise ShardError(path, reason) from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise ShardError(path, f"an HDF5 file, but not a {FORMAT} (no 'format' attribute)")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        f.close()
+        raise ShardError(path, f"shard format version {version}; this toolkit reads "
+                               f"version {FORMAT_VERSION}")
+    return f
+
+
+def shard_paths(data_dir: str) -> list[str]:
+    """Complete shards of a folder (temporary `.partial` files are never listed)."""
+    return sorted(p for p in glob.glob(os.path.join(glob.escape(data_dir), "*" + SUFFIX))
+                  if not os.path.basename(p).startswith("."))
+
+
+def open_shards(data_dir: str) -> tuple[list[ShardReader], list[ShardError]]:
+    """Every readable shard of a folder, and an error for each file that is not one."""
+    readers, errors = [], []
+    for path in shard_paths(data_dir):
+        try:
+            readers.append(ShardReader(path))
+        except ShardError as e:
+            errors.append(e)
+    return readers, errors
+
+
+def done_ids(out_dir: str) -> set[str]:
+    """Ids already stored in complete shards of `out_dir` (for resuming a job)."""
+    if not os.path.isdir(out_dir):
+        return set()
+    readers, _ = open_shards(out_dir)
+    ids: set[str] = set()
+    for r in readers:
+        ids.update(r.ids)
+        r.close()
+    return ids
+
+
+class ShardSet:
+    """All shards of a folder as one indexable collection of videos.
+
+    Refuses folders whose shards were made differently from each other, and
+    (strict=True) folders holding any damaged shard.
+    """
+
+    def __init__(self, data_dir: str, strict: bool = True):
+        if not os.path.isdir(data_dir):
+            raise UsageError(f"{data_dir}: no such folder. Make shards first with "
+                             "`python pipeline.py extract --videos DIR` or `import-yt8m`.")
+        self.data_dir = data_dir
+        self.shards, self.errors = open_shards(data_dir)
+        if self.errors and strict:
+            raise self.errors[0]
+        if not self.shards:
+            raise UsageError(f"{data_dir}: no shards (*.h5) here. Make them first with "
+                             "`python pipeline.py extract --videos DIR` or `import-yt8m`.")
+        self.meta = self.shards[0].meta
+        for r in self.shards[1:]:
+            problems = self.meta.mismatch(r.meta)
+            if problems:
+                raise ShardError(r.path, f"made differently from {self.shards[0].path}: "
+                                 + "; ".join(problems))
+        self._starts = np.cumsum([0] + [len(r) for r in self.shards])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def locate(self, i: int) -> tuple[ShardReader, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        s = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return self.shards[s], i - int(self._starts[s])
+
+    def __getitem__(self, i: int) -> VideoRecord:
+        shard, j = self.locate(i)
+        return shard[j]
+
+    def __iter__(self) -> Iterator[VideoRecord]:
+        for r in self.shards:
+            yield from r.iter_videos()
+
+    @property
+    def ids(self) -> list[str]:
+        return [v for r in self.shards for v in r.ids]
+
+    @property
+    def n_frames(self) -> np.ndarray:
+        return np.concatenate([r.n_frames for r in self.shards])
+
+    def labels(self, i: int) -> np.ndarray:
+        shard, j = self.locate(i)
+        return shard.labels(j)
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The folder's vocabulary.csv, checked against what the shards record."""
+        path = os.path.join(self.data_dir, VOCABULARY_FILENAME)
+        ref = self.meta.vocabulary
+        if not os.path.exists(path):
+            # Official data without its vocabulary file still has ids to name.
+            return Vocabulary([""] * ref.num_classes, name=ref.name)
+        vocab = Vocabulary.load(path, name=ref.name)
+        if vocab.sha256 != ref.sha256:
+            raise UsageError(f"{path} is not the vocabulary the shards in {self.data_dir} were "
+                             f"made with ({ref.name}, {ref.num_classes} classes). Restore it.")
+        return vocab
+
+    def close(self) -> None:
+        for r in self.shards:
+            r.close()
