@@ -74,6 +74,10 @@ class Vocabulary:
 
     @property
     def sha256(self) -> str:
+        # The official vocabulary is fixed by Google and is identified by name, so
+        # that data imported before vocabulary.csv was downloaded still matches it.
+        if self.name == YT8M_NAME:
+            return YT8M_NAME
         # Names and indices define the labels; descriptions don't change them.
         canonical = "\n".join(f"{i}\t{n}" for i, n in enumerate(self.names))
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -114,5 +118,11 @@ class Vocabulary:
         names = [by_index[i]["Name"] if i in by_index else "" for i in range(size)]
         full = [by_index.get(i, {}) for i in range(size)]
         if name is None:
-            name = YT8M_NAME if size == YT8M_NUM_CLASSES else "custom"
+            official = size == YT8M_NUM_CLASSES and any(r.get("KnowledgeGraphId") for r in rows)
+            name = YT8M_NAME if official else "custom"
         return cls(names, name=name, rows=full)
+
+    @classmethod
+    def official_unnamed(cls) -> "Vocabulary":
+        """The official 3862 classes when vocabulary.csv is not at hand: ids, no names."""
+        return cls([""] * YT8M_NUM_CLASSES, name=YT8M_NAME)
