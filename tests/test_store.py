@@ -116,12 +116,21 @@ def test_sigkill_mid_shard_then_rerun_completes(tmp_path):
     script = tmp_path / "writer.py"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script.write_text(WRITER_SCRIPT.format(root=root, tests=os.path.join(root, "tests")))
-    # Kill at several points, including while a shard is being written.
-    for delay in (0.5, 0.9, 1.3):
+    # Kill while a shard file is being written (its temporary file exists), then
+    # between shards, with videos pending in memory.
+    for when in ("mid-write", "mid-write", 0.8):
         proc = subprocess.Popen([sys.executable, str(script), out], stdout=subprocess.PIPE, text=True)
-        time.sleep(delay)
+        if when == "mid-write":
+            deadline = time.time() + 60
+            while time.time() < deadline and not (
+                    os.path.isdir(out) and any(p.endswith(".partial") for p in os.listdir(out))):
+                time.sleep(0.0005)
+        else:
+            time.sleep(when)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        if when == "mid-write":  # the kill landed while the shard was being written
+            assert any(p.endswith(".partial") for p in os.listdir(out))
         readers, errors = open_shards(out) if os.path.isdir(out) else ([], [])
         assert errors == []  # nothing a reader rejects, let alone accepts half of
         for r in readers:

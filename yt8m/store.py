@@ -235,7 +235,9 @@ class ShardReader:
     def __init__(self, path: str):
         self.path = path
         self._h5: h5py.File | None = None
+        self._fd: int | None = None
         self._pid = -1
+        self._raw: dict[str, tuple[int, int] | None] = {}
         f = self._file()
         try:
             self.meta = ShardMeta.from_attrs(f.attrs)
@@ -250,6 +252,7 @@ class ShardReader:
             if self.meta.kind == FRAME:
                 self.frame_offsets = f["frame_offsets"][()]
                 frames = int(self.frame_offsets[-1]) if n else 0
+                self._raw = {name: _raw_layout(f[name]) for name in ("rgb", "audio")}
                 shapes_ok = (len(self.frame_offsets) == n + 1
                              and f["rgb"].shape == (frames, RGB_DIM)
                              and f["audio"].shape == (frames, AUDIO_DIM)
@@ -268,18 +271,39 @@ class ShardReader:
 
     def _file(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():
-            self._h5, self._pid = _open_h5(self.path), os.getpid()
+            self._h5, self._fd, self._pid = _open_h5(self.path), None, os.getpid()
         return self._h5
 
     def close(self) -> None:
-        if self._h5 is not None and self._pid == os.getpid():
-            self._h5.close()
-        self._h5 = None
+        if self._pid == os.getpid():
+            if self._h5 is not None:
+                self._h5.close()
+            if self._fd is not None:
+                os.close(self._fd)
+        self._h5 = self._fd = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_h5"], state["_pid"] = None, -1
+        state["_h5"], state["_fd"], state["_pid"] = None, None, -1
         return state
+
+    def _rows(self, name: str, a: int, b: int) -> np.ndarray:
+        """Frames a..b of `rgb` or `audio`; contiguous data is read with one pread."""
+        f = self._file()
+        layout = self._raw.get(name)
+        if layout is None:
+            return _read_rows(f[name], a, b)
+        start, row_bytes = layout
+        out = np.empty((b - a, row_bytes), dtype=np.uint8)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        view, pos = memoryview(out).cast("B"), start + a * row_bytes
+        while len(view):  # pread may return less than asked
+            k = os.preadv(self._fd, [view], pos)
+            if k <= 0:
+                raise ShardError(self.path, "file ends before its data: truncated shard")
+            view, pos = view[k:], pos + k
+        return out
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -308,10 +332,14 @@ class ShardReader:
         if self.meta.kind == VIDEO:
             return self._record(i, mean_rgb=f["mean_rgb"][i], mean_audio=f["mean_audio"][i])
         a, b = int(self.frame_offsets[i]), int(self.frame_offsets[i + 1])
-        return self._record(i, _read_rows(f["rgb"], a, b), _read_rows(f["audio"], a, b))
+        return self._record(i, self._rows("rgb", a, b), self._rows("audio", a, b))
 
-    def iter_videos(self, block_frames: int = 16384) -> Iterator[VideoRecord]:
-        """Sequential iteration reading many videos per disk read."""
+    def iter_videos(self, block_frames: int = 2048) -> Iterator[VideoRecord]:
+        """Sequential iteration reading many videos per disk read.
+
+        Blocks of ~2 MB measured fastest: big enough to amortise the calls, small
+        enough that malloc reuses warm memory instead of faulting in new pages.
+        """
         f = self._file()
         if self.meta.kind == VIDEO:
             mean_rgb, mean_audio = f["mean_rgb"][()], f["mean_audio"][()]
@@ -324,11 +352,19 @@ class ShardReader:
             while j < n and self.frame_offsets[j + 1] - self.frame_offsets[i] <= block_frames:
                 j += 1
             a, b = int(self.frame_offsets[i]), int(self.frame_offsets[j])
-            rgb, audio = _read_rows(f["rgb"], a, b), _read_rows(f["audio"], a, b)
+            rgb, audio = self._rows("rgb", a, b), self._rows("audio", a, b)
             for k in range(i, j):
                 lo, hi = int(self.frame_offsets[k]) - a, int(self.frame_offsets[k + 1]) - a
                 yield self._record(k, rgb[lo:hi], audio[lo:hi])
             i = j
+
+
+def _raw_layout(dataset: h5py.Dataset) -> tuple[int, int] | None:
+    """(file offset, bytes per row) of a contiguous, unfiltered uint8 dataset, else None."""
+    offset = dataset.id.get_offset()
+    if offset is None or dataset.chunks is not None or dataset.dtype != np.uint8:
+        return None
+    return int(offset), int(np.prod(dataset.shape[1:]))
 
 
 def _read_rows(dataset: h5py.Dataset, a: int, b: int) -> np.ndarray:
