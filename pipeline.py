@@ -12,6 +12,7 @@ import sys
 
 from extract import cli as extract_cli
 from model import cli as model_cli
+from model import inference_cli
 from yt8m import cli as yt8m_cli
 from yt8m.errors import EXIT_USAGE, UsageError
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pipeline.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_Parser)
-    for module in (extract_cli, yt8m_cli, model_cli):
+    for module in (extract_cli, yt8m_cli, model_cli, inference_cli):
         module.add_commands(commands)
     return parser
 
