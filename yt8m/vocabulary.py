@@ -126,3 +126,31 @@ class Vocabulary:
     def official_unnamed(cls) -> "Vocabulary":
         """The official 3862 classes when vocabulary.csv is not at hand: ids, no names."""
         return cls([""] * YT8M_NUM_CLASSES, name=YT8M_NAME)
+
+    @classmethod
+    def official(cls, search_dirs: list[str] | None = None) -> "Vocabulary":
+        """The official vocabulary with names when a `vocabulary.csv` of it is in one of
+        `search_dirs` (default: the download cache), else `official_unnamed()`."""
+        from .assets import cache_dir
+
+        for d in search_dirs if search_dirs is not None else [cache_dir()]:
+            path = os.path.join(d, FILENAME)
+            if os.path.isfile(path):
+                vocab = cls.load(path)
+                if vocab.name == YT8M_NAME:
+                    return vocab
+        return cls.official_unnamed()
+
+
+def download_official(dest_dir: str | None = None, quiet: bool = False) -> str:
+    """Fetch YouTube-8M's vocabulary.csv (yt8m.assets.YT8M_VOCABULARY) into dest_dir
+    (default: the cache) and check that it is the 3862-class official one."""
+    from .assets import YT8M_VOCABULARY, cache_dir, fetch
+
+    path = fetch(YT8M_VOCABULARY, dest_dir or cache_dir(), quiet=quiet)
+    vocab = Vocabulary.load(path)
+    if vocab.name != YT8M_NAME:
+        raise UsageError(f"{path} from {YT8M_VOCABULARY.url} has {len(vocab)} classes and no "
+                         f"KnowledgeGraphId column; the official file has {YT8M_NUM_CLASSES}. "
+                         "Delete it and download again.")
+    return path

@@ -1,0 +1,225 @@
+"""Official YouTube-8M TFRecords -> shards (`python pipeline.py import-yt8m`).
+
+One input file becomes one shard named after it (`train0093.tfrecord` ->
+`train0093-00000.h5`), written only once the whole file has been read, so a rerun
+skips exactly the files already imported and never accepts part of a file. Damaged
+records (bad CRC, truncated tail, invalid content) are reported with file and byte
+offset and skipped; the rest of the file and the other files are imported. A
+shard remembers the records rejected from its file, so a rerun reports them again.
+Files are spread over `--workers` processes.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import multiprocessing
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+
+from . import official
+from .errors import UsageError
+from .report import Report
+from .representation import OFFICIAL
+from .store import FRAME, SUFFIX, ShardMeta, ShardReader, ShardWriter, VideoRecord, shard_paths
+from .tfrecord import TFRecordReader
+from .vocabulary import FILENAME as VOCABULARY_FILENAME
+from .vocabulary import Vocabulary, VocabularyRef
+
+COMMAND = "import-yt8m"
+SOURCE = "youtube-8m"
+_NO_LIMIT = 1 << 62  # one shard per input file, however large
+_PEEK_RECORDS = 16
+
+
+@dataclass(frozen=True)
+class ImportTask:
+    path: str
+    out_dir: str
+    prefix: str
+    kind: str
+    vocabulary: VocabularyRef
+
+
+@dataclass
+class FileResult:
+    path: str
+    shard: str | None = None
+    videos: int = 0
+    bytes: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    already_done: bool = False
+
+
+def find_inputs(pattern: str) -> list[str]:
+    """Files matching a glob (`**` allowed); a folder means its *.tfrecord files."""
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "*.tfrecord")
+    paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
+                   if os.path.isfile(p))
+    if not paths:
+        raise UsageError(f"--tfrecords {pattern!r} matches no file. Give a glob such as "
+                         "'yt8m/frame/train*.tfrecord' (quoted, so the shell leaves it to us).")
+    return paths
+
+
+def shard_prefixes(paths: list[str]) -> dict[str, str]:
+    """Input path -> output shard prefix: the file name without extension, made safe;
+    names that occur in several folders get a short hash of their folder."""
+    stems = {p: re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(p).rsplit(".tfrecord", 1)[0])
+             or "records" for p in paths}
+    taken: dict[str, int] = {}
+    for s in stems.values():
+        taken[s] = taken.get(s, 0) + 1
+    return {p: s if taken[s] == 1 else
+            f"{s}-{hashlib.sha1(os.path.abspath(os.path.dirname(p)).encode()).hexdigest()[:8]}"
+            for p, s in stems.items()}
+
+
+def first_shard_of(out_dir: str, prefix: str) -> str:
+    return os.path.join(out_dir, f"{prefix}-00000{SUFFIX}")
+
+
+def peek_kind(path: str) -> str | None:
+    """FRAME or VIDEO from the file's first readable records; None when none is."""
+    reader = TFRecordReader(path)
+    for i, (_, data) in enumerate(reader):
+        try:
+            return official.record_kind(data)
+        except official.InvalidRecord:
+            if i >= _PEEK_RECORDS:
+                break
+    return None
+
+
+def _where(path: str, offset: int) -> str:
+    return f"{path} (byte {offset})"
+
+
+def import_file(task: ImportTask) -> FileResult:
+    """Read one TFRecord file completely, then write its shard in one go."""
+    result = FileResult(task.path)
+    reader = TFRecordReader(task.path)
+    videos: list[VideoRecord] = []
+    seen: set[str] = set()
+    problems: list[tuple[int, str]] = []
+    for offset, data in reader:
+        result.bytes += len(data)
+        try:
+            kind = official.record_kind(data)
+            if kind != task.kind:
+                raise official.InvalidRecord(f"a {kind}-level record in a file of "
+                                             f"{task.kind}-level records")
+            video = official.parse_record(data, task.kind, task.vocabulary.num_classes)
+            if video.id in seen:
+                raise official.InvalidRecord(f"{video.id}: id already used by an earlier "
+                                             "record of this file")
+        except official.InvalidRecord as e:
+            problems.append((offset, str(e)))
+            continue
+        seen.add(video.id)
+        videos.append(video)
+    problems += [(e.offset, e.reason) for e in reader.errors]
+    result.rejected = [(_where(task.path, off), reason) for off, reason in sorted(problems)]
+    if videos:
+        meta = ShardMeta(task.kind, OFFICIAL, task.vocabulary, extra={
+            "source_file": os.path.basename(task.path),
+            "rejected": [list(r) for r in result.rejected]})
+        writer = ShardWriter(task.out_dir, meta, prefix=task.prefix,
+                             videos_per_shard=_NO_LIMIT, max_bytes=_NO_LIMIT)
+        for v in videos:
+            writer.add(v)
+        result.shard = writer.flush()  # not a `with`: an interrupt must not write a part
+    result.videos = len(videos)
+    return result
+
+
+def _existing_kind_and_vocabulary(out_dir: str) -> tuple[str, VocabularyRef] | None:
+    for path in shard_paths(out_dir):
+        try:
+            reader = ShardReader(path)
+        except UsageError:
+            continue
+        meta = reader.meta
+        reader.close()
+        return meta.kind, meta.vocabulary
+    return None
+
+
+def _choose_vocabulary(out_dir: str, vocabulary_file: str | None) -> Vocabulary:
+    if vocabulary_file is None:  # the official one; with names if `download` fetched it
+        return Vocabulary.official()
+    vocab = Vocabulary.load(vocabulary_file)
+    existing = os.path.join(out_dir, VOCABULARY_FILENAME)
+    if os.path.exists(existing) and Vocabulary.load(existing, vocab.name).sha256 != vocab.sha256:
+        raise UsageError(f"{existing} differs from --vocabulary {vocabulary_file}. Import into "
+                         "another --out folder, or remove the old shards and vocabulary.csv.")
+    return vocab
+
+
+def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
+                     vocabulary_file: str | None = None, quiet: bool = False) -> Report:
+    """Import every file matching `pattern` into shards in `out_dir`; returns the report."""
+    from .cli_util import progress
+
+    paths = find_inputs(pattern)
+    vocab = _choose_vocabulary(out_dir, vocabulary_file)
+    existing = _existing_kind_and_vocabulary(out_dir) if os.path.isdir(out_dir) else None
+    if existing and existing[1].sha256 != vocab.ref.sha256:
+        raise UsageError(f"{out_dir} holds shards labelled with vocabulary {existing[1].name} "
+                         f"({existing[1].num_classes} classes), not {vocab.name}. Import into "
+                         "another --out folder, or pass the matching --vocabulary.")
+    os.makedirs(out_dir, exist_ok=True)
+    if vocabulary_file is not None or (any(vocab.names) and not os.path.exists(
+            os.path.join(out_dir, VOCABULARY_FILENAME))):
+        vocab.save(out_dir)
+
+    report = Report(COMMAND)
+    prefixes = shard_prefixes(paths)
+    target_kind = existing[0] if existing else None
+    tasks: list[ImportTask] = []
+    skipped = 0
+    for path in paths:
+        shard = first_shard_of(out_dir, prefixes[path])
+        if os.path.exists(shard):  # imported by an earlier run: report what it rejected
+            skipped += 1
+            try:
+                reader = ShardReader(shard)
+                for name, reason in reader.meta.extra.get("rejected", []):
+                    report.reject(name, reason)
+                reader.close()
+            except UsageError as e:
+                report.reject(shard, f"{e} (delete it to import {path} again)")
+            continue
+        kind = peek_kind(path) or FRAME  # unreadable files fail in import_file with reasons
+        target_kind = target_kind or kind
+        if kind != target_kind:
+            report.reject(path, f"holds {kind}-level records, but this import (or {out_dir}) "
+                                f"holds {target_kind}-level ones; import it into another --out")
+            continue
+        tasks.append(ImportTask(path, out_dir, prefixes[path], kind, vocab.ref))
+
+    videos = total_bytes = 0
+    bar = progress(total=len(tasks), desc="import", quiet=quiet, unit="file")
+    with bar:
+        for result in _run(tasks, workers):
+            for name, reason in result.rejected:
+                report.reject(name, reason)
+            videos += result.videos
+            total_bytes += result.bytes
+            bar.update(1)
+    report.done = videos
+    print(f"imported {videos} videos ({total_bytes / 1e6:.1f} MB of records) from "
+          f"{len(tasks)} file(s) into {out_dir}"
+          + (f"; {skipped} file(s) were already imported" if skipped else ""), file=sys.stderr)
+    return report
+
+
+def _run(tasks: list[ImportTask], workers: int):
+    if workers <= 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield import_file(t)
+        return
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+        yield from pool.imap_unordered(import_file, tasks)
