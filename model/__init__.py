@@ -1,0 +1,8 @@
+"""Features -> labels: NeXtVLAD and baselines, training, evaluation (issue 5).
+
+One architecture per module (`nextvlad`, `netvlad`, `dbof`, `frame_mean`,
+`video_level`, `mix_nextvlad`), shared pieces in `layers`, `config.build_model`
+to pick one, `data` for shards -> batches, `train` / `evaluate` / `metrics`,
+`checkpoint` for run folders. `cli` registers the pipeline.py subcommands and
+imports nothing heavy.
+"""

@@ -1,0 +1,131 @@
+"""Shards -> batches: datasets, padding collate, a resumable shuffling batch sampler.
+
+Frames stay uint8 all the way to the device (a quarter of float32's bytes through
+worker pipes and host-to-device copies); `to_device` dequantizes them there.
+Batches are padded to their longest video (at most max_frames) with a mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from yt8m.representation import DEFAULT_MAX_FRAMES, dequantize
+from yt8m.store import VIDEO, ShardSet
+
+
+@dataclass
+class Batch:
+    """Frame-level: rgb/audio uint8 [B, T, D] and mask [B, T]; video-level: float [B, D], mask None."""
+
+    rgb: torch.Tensor
+    audio: torch.Tensor
+    mask: torch.Tensor | None
+    labels: torch.Tensor  # float multi-hot [B, C]
+    index: torch.Tensor  # positions in the ShardSet
+
+    def __len__(self) -> int:
+        return self.rgb.shape[0]
+
+    def pin_memory(self) -> "Batch":
+        return Batch(*(t.pin_memory() if t is not None else None for t in
+                       (self.rgb, self.audio, self.mask, self.labels, self.index)))
+
+
+def multi_hot(label_ids: np.ndarray, num_classes: int) -> np.ndarray:
+    out = np.zeros(num_classes, dtype=np.float32)
+    ids = np.asarray(label_ids, dtype=np.int64)
+    out[ids[(ids >= 0) & (ids < num_classes)]] = 1.0
+    return out
+
+
+class ShardDataset(Dataset):
+    """Video i of a ShardSet -> (index, features..., multi-hot labels) as numpy arrays."""
+
+    def __init__(self, shards: ShardSet, max_frames: int = DEFAULT_MAX_FRAMES):
+        self.shards, self.max_frames = shards, max_frames
+        self.num_classes = shards.meta.vocabulary.num_classes
+        self.video_level = shards.meta.kind == VIDEO
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, i: int):
+        v = self.shards[i]
+        labels = multi_hot(v.labels, self.num_classes)
+        if self.video_level:
+            return i, v.mean_rgb, v.mean_audio, labels
+        return i, v.rgb[:self.max_frames], v.audio[:self.max_frames], labels
+
+
+def collate(items: list) -> Batch:
+    """Pad frame-level videos to the longest in the batch; stack video-level ones."""
+    index = torch.tensor([it[0] for it in items], dtype=torch.int64)
+    labels = torch.from_numpy(np.stack([it[3] for it in items]))
+    if items[0][1].ndim == 1:  # video-level mean features
+        return Batch(torch.from_numpy(np.stack([it[1] for it in items]).astype(np.float32)),
+                     torch.from_numpy(np.stack([it[2] for it in items]).astype(np.float32)),
+                     None, labels, index)
+    t = max(1, max(len(it[1]) for it in items))
+    rgb = np.zeros((len(items), t, items[0][1].shape[1]), dtype=np.uint8)
+    audio = np.zeros((len(items), t, items[0][2].shape[1]), dtype=np.uint8)
+    mask = np.zeros((len(items), t), dtype=np.float32)
+    for j, it in enumerate(items):
+        n = len(it[1])
+        rgb[j, :n], audio[j, :n], mask[j, :n] = it[1], it[2], 1.0
+    return Batch(torch.from_numpy(rgb), torch.from_numpy(audio), torch.from_numpy(mask), labels, index)
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """Copy to the device; uint8 frames are dequantized only there."""
+    def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device, non_blocking=True)
+    rgb, audio = move(batch.rgb), move(batch.audio)
+    if rgb.dtype == torch.uint8:
+        rgb, audio = dequantize(rgb), dequantize(audio)
+    return Batch(rgb, audio, move(batch.mask), move(batch.labels), batch.index)
+
+
+class EpochBatchSampler(Sampler):
+    """Batches of one epoch: a seeded permutation of every video of every shard.
+
+    Global batch b is permutation[b*B:(b+1)*B] for every world size; rank r takes
+    its contiguous share of it, so N processes with batch B/N each see exactly
+    what one process with batch B sees. Epochs drop the last incomplete global
+    batch (so all ranks take the same number of steps). `start` skips batches
+    already trained on (resume). DataLoader workers receive whole batches.
+    """
+
+    def __init__(self, num_videos: int, global_batch: int, seed: int, epoch: int,
+                 rank: int = 0, world_size: int = 1, start: int = 0, shuffle: bool = True):
+        if global_batch % world_size:
+            raise ValueError(f"batch size {global_batch} is not divisible by {world_size} processes")
+        self.num_videos, self.global_batch = num_videos, global_batch
+        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
+        self.start, self.shuffle = start, shuffle
+
+    @staticmethod
+    def batches_per_epoch(num_videos: int, global_batch: int) -> int:
+        return num_videos // global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch(self.num_videos, self.global_batch) - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_videos)
+        else:
+            order = np.arange(self.num_videos)
+        local = self.global_batch // self.world_size
+        for b in range(self.start, self.batches_per_epoch(self.num_videos, self.global_batch)):
+            lo = b * self.global_batch + self.rank * local
+            yield order[lo:lo + local].tolist()
+
+
+def ordered_batches(num_videos: int, batch_size: int) -> Iterator[list[int]]:
+    """All videos in order, the last batch possibly short (evaluation, prediction)."""
+    for lo in range(0, num_videos, batch_size):
+        yield list(range(lo, min(lo + batch_size, num_videos)))

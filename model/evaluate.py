@@ -1,0 +1,123 @@
+"""`python pipeline.py evaluate`: a trained model on shards -> GAP@20, mAP, Hit@1, PERR
+(and the 2019 segment mAP on segment-rated shards).
+
+A model is refused on shards made differently from its training data
+(representation or vocabulary): its scores would mean nothing there.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from yt8m.errors import UsageError
+from yt8m.store import VIDEO, ShardSet
+
+from .checkpoint import LoadedModel
+from .data import ShardDataset, collate, ordered_batches, to_device
+from .metrics import TOP_K, MetricsAccumulator, segment_map
+
+SEGMENT_FRAMES = 5  # the 2019 challenge rates 5-second segments
+
+
+def check_compatible(loaded: LoadedModel, shards: ShardSet) -> None:
+    """UsageError unless the shards were made like the model's training data."""
+    meta = shards.meta
+    problems = loaded.representation.differences(meta.representation)
+    if loaded.vocabulary.sha256 != meta.vocabulary.sha256:
+        problems.append(f"vocabulary: the model's {loaded.vocabulary.name} ({len(loaded.vocabulary)} "
+                        f"classes) vs the shards' {meta.vocabulary.name} "
+                        f"({meta.vocabulary.num_classes} classes)")
+    if loaded.video_level != (meta.kind == VIDEO):
+        problems.append(f"kind: a {'video' if loaded.video_level else 'frame'}-level model on "
+                        f"{meta.kind}-level shards")
+    if problems:
+        raise UsageError(f"the model {loaded.path} was trained on features made differently from "
+                         f"the shards in {shards.data_dir}: " + "; ".join(problems) + ". Evaluate it "
+                         "on shards made the same way, or train a model on these.")
+
+
+def iterate_batches(shards: ShardSet, batch_size: int, max_frames: int, workers: int = 0):
+    loader = torch.utils.data.DataLoader(
+        ShardDataset(shards, max_frames), batch_sampler=list(ordered_batches(len(shards), batch_size)),
+        collate_fn=collate, num_workers=workers)
+    yield from loader
+
+
+@torch.no_grad()
+def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.device, batch_size: int,
+                   max_frames: int, workers: int = 0, autocast=None, quiet: bool = True,
+                   accumulator: MetricsAccumulator | None = None):
+    """Every video's probabilities, in ShardSet order: (predictions [N, C], labels [N, C]).
+
+    With an accumulator the batches go into it instead and nothing is kept.
+    """
+    from yt8m.cli_util import progress
+    was_training = model.training
+    model.eval()
+    predictions, labels = [], []
+    with progress(total=len(shards), desc="evaluate", quiet=quiet, unit="video") as bar:
+        for batch in iterate_batches(shards, batch_size, max_frames, workers):
+            b = to_device(batch, device)
+            with autocast or nullcontext():
+                if b.mask is None:  # video-level
+                    probs = model(b.rgb, b.audio)[0]
+                else:
+                    probs = model(b.rgb, b.audio, b.mask)[0]
+            p, y = probs.float().cpu().numpy(), batch.labels.numpy()
+            if accumulator is not None:
+                accumulator.add(p, y)
+            else:
+                predictions.append(p)
+                labels.append(y)
+            bar.update(len(batch))
+    model.train(was_training)
+    if accumulator is not None:
+        return None, None
+    return np.concatenate(predictions), np.concatenate(labels)
+
+
+@torch.no_grad()
+def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
+    """(class, score, rating) for every rated segment: the model run on the segment's 5 frames."""
+    from yt8m.cli_util import progress
+    classes, scores, ratings = [], [], []
+    for video in progress(shards, total=len(shards), desc="segments", quiet=quiet, unit="video"):
+        if len(video.segment_start_times) == 0:
+            continue
+        starts = np.asarray(video.segment_start_times, dtype=np.int64)
+        n = len(starts)
+        rgb = np.zeros((n, SEGMENT_FRAMES, video.rgb.shape[1]), np.uint8)
+        audio = np.zeros((n, SEGMENT_FRAMES, video.audio.shape[1]), np.uint8)
+        mask = np.zeros((n, SEGMENT_FRAMES), np.float32)
+        for j, s in enumerate(starts):
+            part = slice(s, min(s + SEGMENT_FRAMES, video.n_frames))
+            k = part.stop - part.start
+            if k > 0:
+                rgb[j, :k], audio[j, :k], mask[j, :k] = video.rgb[part], video.audio[part], 1
+        probs = loaded.predict(torch.from_numpy(rgb), torch.from_numpy(audio),
+                               torch.from_numpy(mask)).cpu().numpy()
+        seg_classes = np.asarray(video.segment_labels, dtype=np.int64)
+        classes.append(seg_classes)
+        scores.append(probs[np.arange(n), seg_classes])
+        ratings.append(np.asarray(video.segment_scores) > 0)
+    if not classes:
+        return None
+    return np.concatenate(classes), np.concatenate(scores), np.concatenate(ratings)
+
+
+def evaluate(loaded: LoadedModel, data_dir: str, batch_size: int = 64, workers: int = 0,
+             top_k: int = TOP_K, quiet: bool = True) -> dict[str, float]:
+    """The metrics of a loaded model on a shard folder (refused if made differently)."""
+    shards = ShardSet(data_dir)
+    check_compatible(loaded, shards)
+    acc = MetricsAccumulator(len(loaded.vocabulary), top_k)
+    predict_shards(loaded.model, shards, loaded.device, batch_size, loaded.max_frames, workers,
+                   quiet=quiet, accumulator=acc)
+    result = acc.result()
+    if not loaded.video_level:
+        entries = segment_entries(loaded, shards, quiet)
+        if entries is not None:
+            result["segment_map"] = segment_map(*entries)
+    return result

@@ -1,0 +1,174 @@
+"""Training on real shards: it learns, it resumes exactly, DDP matches one process, NaN stops."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_pipeline
+from pipeline import main as pipeline_main
+from model.checkpoint import load_for_inference, read_checkpoint
+from model.config import ModelConfig
+from model.evaluate import evaluate
+from model.train import TrainConfig, train
+from model_synthetic import write_prototype_task, write_random_frames
+
+torch.set_num_threads(1)
+TINY = ["--model", "nextvlad", "--clusters", "8", "--groups", "4", "--hidden-size", "16",
+        "--workers", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def random_data(tmp_path_factory) -> str:
+    d = str(tmp_path_factory.mktemp("random"))
+    write_random_frames(d, 40, num_classes=10)
+    return d
+
+
+def losses(run_dir: str) -> list[float]:
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        return [float(r["loss"]) for r in csv.DictReader(f) if r["split"] == "train"]
+
+
+@pytest.mark.slow
+def test_nextvlad_learns_what_frame_mean_cannot(tmp_path):
+    """Labels depend on which patterns share a frame, not on the frames' mean."""
+    write_prototype_task(str(tmp_path / "train"), 800, seed=0)
+    write_prototype_task(str(tmp_path / "val"), 200, seed=1)
+    results = {}
+    for name, extra in [("nextvlad", dict(clusters=8, groups=4, hidden_size=64, dropout=0.0)),
+                        ("mean-logistic", {})]:
+        cpu = time.process_time()
+        run = train(TrainConfig(data=str(tmp_path / "train"), out=str(tmp_path / "runs"), steps=100,
+                                batch_size=32, lr=2e-3, workers=0, quiet=True, checkpoint_every=1000),
+                    ModelConfig(name, **extra))
+        cpu = time.process_time() - cpu
+        results[name] = evaluate(load_for_inference(run), str(tmp_path / "val"))
+        if name == "nextvlad":
+            assert cpu < 60, f"NeXtVLAD took {cpu:.0f} s of CPU"
+    print(results)
+    assert results["nextvlad"]["gap"] >= 0.95
+    assert results["mean-logistic"]["gap"] < results["nextvlad"]["gap"] - 0.3
+
+
+def test_resumed_run_matches_uninterrupted(tmp_path, random_data):
+    """Stop at step 3 (mid-epoch) and at step 5 (an epoch boundary), resume, compare to one run."""
+    def config(out: str, steps: int, resume: str | None = None) -> TrainConfig:
+        return TrainConfig(data=random_data, out=str(tmp_path / out), steps=steps, batch_size=8,
+                           lr=1e-3, workers=0, quiet=True, checkpoint_every=1000, log_every=1,
+                           resume=resume)
+    model = ModelConfig("nextvlad", clusters=8, groups=4, hidden_size=16, dropout=0.3)
+    whole = train(config("whole", 8), model)  # 40 videos / 8 = 5 batches per epoch
+    part = train(config("part", 3), ModelConfig(**vars(model)))
+    part = train(config("part", 5, resume=part), ModelConfig(**vars(model)))
+    part = train(config("part", 8, resume=str(tmp_path / "part" / "latest")), ModelConfig(**vars(model)))
+    assert os.path.realpath(tmp_path / "part" / "latest") == os.path.realpath(part)
+    a, b = read_checkpoint(whole), read_checkpoint(part)
+    assert a["step"] == b["step"] == 8
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=1e-6, msg=key)
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=0, atol=1e-6)
+    assert losses(part) == pytest.approx(losses(whole), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_matches_one_process(tmp_path, random_data):
+    args = ["--data", random_data, *TINY, "--dropout", "0", "--steps", "5", "--batch-size", "8",
+            "--lr", "1e-3", "--log-every", "1"]
+    single = run_pipeline("train", *args, "--out", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc-per-node", "2", os.path.join(ROOT, "pipeline.py"), "train", *args,
+                          "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = losses(str(tmp_path / "single" / "latest")), losses(str(tmp_path / "ddp" / "latest"))
+    assert len(one) == len(two) == 5
+    assert two == pytest.approx(one, rel=1e-4)
+    assert one[-1] != one[0]  # it trained
+    a = read_checkpoint(str(tmp_path / "single" / "latest"))["model"]
+    b = read_checkpoint(str(tmp_path / "ddp" / "latest"))["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-4, msg=key)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, random_data, capsys):
+    code = pipeline_main(["train", "--data", random_data, *TINY, "--steps", "30", "--batch-size", "8",
+                          "--lr", "1e30", "--checkpoint-every", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "loss became nan" in err
+    runs = [d for d in os.listdir(tmp_path) if d != "latest"]
+    state = read_checkpoint(str(tmp_path / runs[0]))
+    assert 1 <= state["step"] < 30
+    assert f"step {state['step']})" in err
+
+
+def test_train_then_evaluate_through_pipeline(tmp_path, random_data):
+    out = tmp_path / "runs"
+    result = run_pipeline("train", "--data", random_data, *TINY, "--steps", "4", "--batch-size", "8",
+                          "--val", random_data, "--checkpoint-every", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    run = out / "latest"
+    assert os.path.islink(run) and os.path.realpath(run) == result.stdout.strip().splitlines()[-1]
+    for name in ("config.json", "vocabulary.csv", "representation.json", "checkpoint.pt", "metrics.csv"):
+        assert (run / name).exists(), name
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(run))
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["clusters"] == 8 and config["vocabulary"]["num_classes"] == 10
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows if r["split"] == "val"] == ["2", "4"]
+    result = run_pipeline("evaluate", "--model", str(run), "--data", random_data, "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"gap", "map", "hit_at_1", "perr"}
+    assert all(0 <= v <= 1 for v in scores.values())
+    assert pipeline_main(["evaluate", "--model", str(run), "--data", random_data]) == 0
+
+
+def test_train_without_shards_exits_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for data in (tmp_path / "empty", tmp_path / "missing"):
+        code = pipeline_main(["train", "--data", str(data), "--out", str(tmp_path / "runs"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "extract" in err and "import-yt8m" in err
+
+
+def test_video_level_model_on_frame_shards_exits_2(tmp_path, random_data, capsys):
+    code = pipeline_main(["train", "--data", random_data, "--model", "moe", "--out", str(tmp_path)])
+    assert code == 2 and "frame-level" in capsys.readouterr().err
+
+
+def test_reverse_whitening_scales_rgb_by_sqrt_eigenvalues(tmp_path, random_data, capsys):
+    eig = np.linspace(5.0, 0.01, 2048, dtype=np.float32).reshape(2048, 1)  # the published layout
+    np.save(tmp_path / "eigenvals.npy", eig)
+    args = ["train", "--data", random_data, *TINY, "--steps", "1", "--batch-size", "8",
+            "--reverse-whitening", "--out", str(tmp_path / "runs")]
+    assert pipeline_main(args + ["--pca-dir", str(tmp_path)]) == 0
+    scale = load_for_inference(str(tmp_path / "runs" / "latest")).model.rgb_scale
+    torch.testing.assert_close(scale, torch.from_numpy(np.sqrt(eig[:1024, 0] + 1e-4)))
+    assert pipeline_main(args + ["--pca-dir", str(tmp_path / "nowhere")]) == 2
+    assert "eigenvals.npy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["nextvlad", "mix-nextvlad", "dbof"])
+def test_bf16_autocast_training_and_validation(tmp_path, random_data, name):
+    """The mixed-precision path GPUs take, exercised with CPU autocast."""
+    run = train(TrainConfig(data=random_data, val=random_data, out=str(tmp_path), steps=2, batch_size=8,
+                            workers=0, quiet=True, precision="bf16", checkpoint_every=2),
+                ModelConfig(name, clusters=8 if name != "dbof" else 32, groups=4, hidden_size=16,
+                            branches=2))
+    assert all(np.isfinite(losses(run)))
+    state = read_checkpoint(run)
+    assert all(v.dtype != torch.bfloat16 for v in state["model"].values())  # weights stay fp32
