@@ -1,8 +1,229 @@
-"""Commands that use a trained model on new inputs (classify, predict, serve)."""
+"""Commands that use a trained model on new inputs: classify, predict, serve.
+
+Light at import time (torch and the extractor are imported inside the run
+functions), so that `pipeline.py --help` stays fast.
+
+Where reports go: `classify` writes `report-classify.json` (clips that could not
+be decoded, each with its reason) into `--report-dir` (default: the current
+folder); `predict` writes `report-predict.json` next to its CSV.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+DEFAULT_MODEL = "runs/latest"
+DEFAULT_PCA_DIR = "pca_params"
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"run folder or checkpoint file (default {DEFAULT_MODEL})")
+
+
+def _add_extraction(p: argparse.ArgumentParser) -> None:
+    """The extraction flags that apply to raw clips (SPEC section 2's common flags)."""
+    from yt8m.representation import DEFAULT_MAX_FRAMES
+
+    p.add_argument("--weights-dir", default=None, metavar="DIR",
+                   help="folder holding the published backbone weights (default: the cache)")
+    p.add_argument("--random-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help="randomly initialised backbones (smoke tests only; every output is "
+                        "marked). Default: whatever the model was trained on")
+    p.add_argument("--pca-dir", default=DEFAULT_PCA_DIR, metavar="DIR",
+                   help=f"PCA parameters, the same as the training shards' (default {DEFAULT_PCA_DIR})")
+    p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
+                   help=f"frames (seconds) decoded per clip (default {DEFAULT_MAX_FRAMES})")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="decoding threads (default 2)")
+    p.add_argument("--batch-size", type=int, default=0, metavar="N",
+                   help="frames per backbone call (default 0: 32 on CPU, 256 on a GPU)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Land with the classify/predict/serve issue; nothing is registered until they work."""
+    from yt8m.cli_util import add_device, add_quiet
+
+    p = commands.add_parser(
+        "classify", help="raw clips -> ranked labels with names and scores",
+        description="Classify video files: the extraction code path (decode, backbones, PCA, "
+                    "quantization), then the model. Refuses clips whose features would be made "
+                    "differently from the model's training data (exit 2). Clips that cannot be "
+                    "decoded are listed with the reason in report-classify.json; the others are "
+                    "still classified (exit 3).")
+    p.add_argument("clips", nargs="+", metavar="CLIP", help="video files")
+    _add_model(p)
+    p.add_argument("--top-k", type=int, default=20, metavar="K", help="labels per clip (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help='print a JSON list: {"video", "labels": [{"id", "name", "score"}], '
+                        '"random_weights"} per clip')
+    p.add_argument("--segments", action="store_true",
+                   help="also label every 5-second segment (start and end time in seconds)")
+    p.add_argument("--report-dir", default=".", metavar="DIR",
+                   help="where report-classify.json goes when clips are rejected (default: here)")
+    _add_extraction(p)
+    add_device(p)
+    add_quiet(p)
+    p.set_defaults(run=run_classify)
+
+    p = commands.add_parser(
+        "predict", help="shards -> Kaggle CSV (VideoId,LabelConfidencePairs)",
+        description="Predict every video of a shard folder into the Kaggle submission format: "
+                    'one row per video, the top 20 "label_id confidence" pairs ("%%i %%g"), best '
+                    "first (all classes when the vocabulary has fewer than 20). Streams over "
+                    "shards of any size with bounded memory. Refuses shards made differently "
+                    "from the model's training data (exit 2); damaged shards are skipped and "
+                    "listed in report-predict.json next to the CSV (exit 3).")
+    _add_model(p)
+    p.add_argument("--data", required=True, metavar="DIR", help="shard folder")
+    p.add_argument("--out", required=True, metavar="FILE.csv", help="the CSV to write")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="videos per model call")
+    add_device(p)
+    add_quiet(p)
+    p.set_defaults(run=run_predict)
+
+    p = commands.add_parser(
+        "serve", help="HTTP service: POST a video, get its labels as JSON",
+        description="Serve a model over HTTP (FastAPI + uvicorn). POST /classify with the "
+                    "multipart field `video` answers with the clip's object of classify --json; "
+                    "GET /health; GET /labels. Example: curl -F video=@clip.mp4 "
+                    "http://127.0.0.1:8000/classify")
+    _add_model(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=512, metavar="MB",
+                   help="largest accepted request body (default 512); larger ones get 413")
+    p.add_argument("--timeout-s", type=float, default=300, metavar="S",
+                   help="per-request limit on waiting for the answer (default 300); then 504")
+    p.add_argument("--max-batch", type=int, default=8, metavar="N",
+                   help="requests gathered into one extraction + model call (default 8)")
+    p.add_argument("--batch-wait-ms", type=float, default=10, metavar="MS",
+                   help="how long the first request of a batch waits for others (default 10)")
+    p.add_argument("--top-k", type=int, default=20, metavar="K", help="labels per clip (default 20)")
+    p.add_argument("--temp-dir", default=None, metavar="DIR",
+                   help="folder for uploads being classified (default: a new folder in the "
+                        "system's temp dir, removed at exit)")
+    _add_extraction(p)
+    add_device(p)
+    add_quiet(p)
+    p.set_defaults(run=run_serve)
+
+
+# --------------------------------------------------------------------------- shared setup
+
+def load_classifier(args: argparse.Namespace, top_k: int, segments: bool = False):
+    """The model, then an extractor made to match it (unless flags say otherwise), checked."""
+    from yt8m.cli_util import resolve_device
+
+    from .checkpoint import load_for_inference
+    from .inference import ClassifyOptions, Classifier
+
+    if getattr(args, "top_k", 1) < 1:
+        from yt8m.errors import UsageError
+        raise UsageError("--top-k must be at least 1.")
+    device = resolve_device(args.device)
+    loaded = load_for_inference(args.model, device)
+    random_weights = args.random_weights
+    if random_weights is None:
+        random_weights = loaded.representation.random_weights
+        if random_weights:
+            print(f"note: {loaded.path} was trained on features from randomly initialised "
+                  "backbones, so clips are extracted the same way (--random-weights): its "
+                  "labels say nothing about the clips' content.", file=sys.stderr)
+    extractor = build_extractor(args, device, random_weights)
+    return Classifier(loaded, extractor, ClassifyOptions(top_k=top_k, segments=segments))
+
+
+def build_extractor(args: argparse.Namespace, device, random_weights: bool):
+    """Extraction's in-process API with the backbones loaded once (the same code as `extract`)."""
+    from extract.extractor import ExtractConfig, Extractor
+    from yt8m.errors import UsageError
+
+    try:
+        config = ExtractConfig(max_frames=args.max_frames, batch_size=args.batch_size,
+                               workers=args.workers, device=str(device),
+                               weights_dir=args.weights_dir, random_weights=random_weights,
+                               pca_dir=args.pca_dir)
+    except ValueError as e:
+        raise UsageError(f"{e}.") from None
+    return Extractor(config)
+
+
+# --------------------------------------------------------------------------- classify
+
+def run_classify(args: argparse.Namespace) -> int:
+    import json
+
+    from yt8m.cli_util import progress
+    from yt8m.errors import RejectedInput
+    from yt8m.report import Report
+
+    classifier = load_classifier(args, args.top_k, args.segments)
+    report = Report("classify")
+    results = []
+    with progress(total=len(args.clips), desc="classify", quiet=args.quiet, unit="clip") as bar:
+        for name, got in classifier.classify(args.clips):
+            bar.update(1)
+            if isinstance(got, RejectedInput):
+                report.reject(name, got.reason)
+                continue
+            report.done += 1
+            results.append(got)
+            if not args.json:
+                print(format_result(got), flush=True)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=1))
+    report.write(args.report_dir)
+    return report.exit_code
+
+
+def format_result(result) -> str:
+    """A clip's ranked labels as text; segments with their three best labels."""
+    head = result.video
+    if result.random_weights:
+        head += "  [random weights: smoke-test features, not YouTube-8M's]"
+    if not result.has_audio:
+        head += "  [no audio track]"
+    lines = [head]
+    width = len(str(len(result.labels)))
+    for rank, label in enumerate(result.labels, 1):
+        lines.append(f"  {rank:>{width}}. {label['score']:.4f}  {label['name']} ({label['id']})")
+    for seg in result.segments or []:
+        best = ", ".join(f"{l['name']} {l['score']:.3f}" for l in seg["labels"][:3])
+        lines.append(f"  {seg['start_time']:>4}-{seg['end_time']:<4}s  {best}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- predict
+
+def run_predict(args: argparse.Namespace) -> int:
+    from yt8m.cli_util import resolve_device
+    from yt8m.report import Report
+
+    from .checkpoint import load_for_inference
+    from .inference import predict_to_csv
+
+    loaded = load_for_inference(args.model, resolve_device(args.device))
+    summary = predict_to_csv(loaded, args.data, args.out, args.batch_size, quiet=args.quiet)
+    report = Report("predict", done=summary.videos)
+    for name, reason in summary.rejected:
+        report.reject(name, reason)
+    report.write(os.path.dirname(os.path.abspath(args.out)))
+    print(f"{summary.videos} videos -> {args.out}", file=sys.stderr)
+    return report.exit_code
+
+
+# --------------------------------------------------------------------------- serve
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .serve import ServeSettings, serve
+
+    classifier = load_classifier(args, args.top_k)
+    settings = ServeSettings(host=args.host, port=args.port,
+                             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                             timeout_s=args.timeout_s, max_batch=args.max_batch,
+                             batch_wait_s=args.batch_wait_ms / 1000.0, temp_dir=args.temp_dir,
+                             quiet=args.quiet)
+    serve(classifier, settings)
+    return 0

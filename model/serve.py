@@ -1,0 +1,346 @@
+"""`python pipeline.py serve`: the classifier over HTTP (FastAPI on uvicorn).
+
+    POST /classify   multipart/form-data with the field `video` -> the clip's object of
+                     `classify --json`: {"video", "labels": [{"id", "name", "score"}],
+                     "random_weights"}
+    GET  /health     {"status": "ok", model, classes, random_weights, uploads_in_flight}
+    GET  /labels     the model's vocabulary
+
+    curl -F video=@clip.mp4 http://127.0.0.1:8000/classify
+
+The model and the backbones are loaded once. Uploads are streamed to a file in
+this server's own temporary folder (decoders want a file), counting bytes as
+they arrive, so an oversized body is refused (413) without being stored. A
+`Batcher` gathers concurrent requests (up to `max_batch`, waiting at most
+`batch_wait_s` after the first) and runs extraction + model for the whole batch
+in one worker thread, so the event loop keeps accepting requests meanwhile.
+Every upload file is removed by whoever holds it last: the request handler
+until the job is queued, the worker after that; the folder goes at shutdown.
+
+Errors: 400 malformed request (not multipart, no `video` field, empty body or
+file), 413 too large, 422 not a decodable video (with the decoder's reason),
+504 no answer within `timeout_s`.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from yt8m.errors import RejectedInput
+
+from .inference import Classifier, ClipResult
+
+FIELD = "video"
+
+@dataclass
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_bytes: int = 512 << 20
+    timeout_s: float = 300.0
+    max_batch: int = 8
+    batch_wait_s: float = 0.01
+    temp_dir: str | None = None  # None: a fresh folder under the system's temp dir
+    quiet: bool = False
+
+
+class HTTPProblem(Exception):
+    """An expected failure of one request: status code and a message saying what to do."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+# --------------------------------------------------------------------------- batching
+
+@dataclass
+class _Job:
+    path: str
+    name: str
+    future: asyncio.Future
+
+
+@dataclass
+class Batcher:
+    """Concurrent requests -> batches run in one worker thread; results resolve futures."""
+
+    classifier: Classifier
+    max_batch: int = 8
+    batch_wait_s: float = 0.01
+    batches: int = 0  # how many batches ran (for /health and tests)
+    _queue: asyncio.Queue | None = field(default=None, repr=False)
+    _task: asyncio.Task | None = field(default=None, repr=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        # One thread: the backbones and the model are used by one batch at a time.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="classify")
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        while self._queue and not self._queue.empty():
+            _discard(self._queue.get_nowait())
+        if self._pool:
+            self._pool.shutdown(wait=True)
+
+    async def submit(self, path: str, name: str) -> asyncio.Future:
+        """Queue an upload; from now on the batcher removes its file."""
+        job = _Job(path, name, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return job.future
+
+    async def _next_batch(self) -> list[_Job]:
+        jobs = [await self._queue.get()]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(jobs) < self.max_batch:
+            if not self._queue.empty():  # queued while the previous batch ran: take them now
+                jobs.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except asyncio.TimeoutError:
+                break
+        return jobs
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._next_batch()
+            live = [job for job in jobs if not job.future.done()]
+            for job in jobs:  # requests that timed out meanwhile: skip their work
+                if job.future.done():
+                    _discard(job)
+            if not live:
+                continue
+            try:
+                results = await loop.run_in_executor(self._pool, self._run, live)
+            except Exception as e:  # noqa: BLE001 - an unexpected failure answers its requests
+                for job in live:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                continue
+            self.batches += 1
+            for job in live:
+                if not job.future.done():
+                    job.future.set_result(results.get(job.path,
+                                                      RejectedInput(job.name, "no result")))
+
+    def _run(self, jobs: list[_Job]) -> dict[str, ClipResult | RejectedInput]:
+        """In the worker thread: extraction + model for the whole batch; files removed."""
+        paths = [j.path for j in jobs]
+        try:
+            outputs = list(self.classifier.classify(paths, [j.name for j in jobs]))
+            return {path: got for path, (_, got) in zip(paths, outputs)}  # input order
+        finally:
+            for job in jobs:
+                _discard(job)
+
+
+def _discard(job: _Job) -> None:
+    try:
+        os.remove(job.path)
+    except FileNotFoundError:
+        pass
+
+
+# --------------------------------------------------------------------------- upload parsing
+
+_SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+async def receive_upload(request: Request, upload_dir: str, max_bytes: int) -> tuple[str, str]:
+    """Stream the multipart field `video` into a new file of upload_dir -> (path, filename).
+
+    HTTPProblem for anything else than one non-empty `video` file under max_bytes;
+    no file is left behind when it raises.
+    """
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or not params.get(b"boundary"):
+        raise HTTPProblem(400, f"send the clip as multipart/form-data in the field `{FIELD}`, "
+                               f"e.g. curl -F {FIELD}=@clip.mp4 http://HOST:PORT/classify")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) == 0:
+            raise HTTPProblem(400, f"empty request body: send a video in the field `{FIELD}`")
+        if int(declared) > max_bytes:
+            raise HTTPProblem(413, _too_large(max_bytes))
+
+    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "file": None,
+                             "name": None, "size": 0, "parts": []}
+    fd, path = None, None
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["field"].lower()] = state["value"]
+        state["field"], state["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        nonlocal fd, path
+        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        name = disp.get(b"name", b"").decode("utf-8", "replace")
+        state["parts"].append(name)
+        state["writing"] = name == FIELD and fd is None
+        if state["writing"]:
+            filename = disp.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
+            state["name"] = os.path.basename(filename.replace("\\", "/")) or "upload"
+            m = _SAFE_SUFFIX.search(state["name"])
+            fd, path = tempfile.mkstemp(dir=upload_dir, prefix="upload-", suffix=m.group(0) if m else "")
+        state["headers"] = {}
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state.get("writing"):
+            state["size"] += end - start
+            os.write(fd, data[start:end])
+
+    def on_part_end() -> None:
+        state["writing"] = False
+
+    parser = MultipartParser(params[b"boundary"], {
+        "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise HTTPProblem(413, _too_large(max_bytes))
+            try:
+                parser.write(chunk)
+            except Exception as e:  # python-multipart raises its own parse errors
+                raise HTTPProblem(400, f"malformed multipart body ({e}); send the clip with "
+                                       f"curl -F {FIELD}=@clip.mp4 ...") from None
+        if received == 0:
+            raise HTTPProblem(400, f"empty request body: send a video in the field `{FIELD}`")
+        if path is None:
+            got = ", ".join(f"`{p}`" for p in state["parts"]) or "none"
+            raise HTTPProblem(400, f"no field `{FIELD}` in the form (fields sent: {got}); "
+                                   f"send the clip as {FIELD}=@clip.mp4")
+        if state["size"] == 0:
+            raise HTTPProblem(400, f"the uploaded `{FIELD}` file ({state['name']}) is empty")
+    except BaseException:  # includes a client that went away (CancelledError)
+        if fd is not None:
+            os.close(fd)
+            fd = None
+        if path is not None:
+            os.remove(path)
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return path, state["name"]
+
+
+def _too_large(max_bytes: int) -> str:
+    return (f"request body larger than this server's limit of {max_bytes / (1 << 20):g} MB; "
+            "send a shorter clip or start the server with a larger --max-upload-mb")
+
+
+# --------------------------------------------------------------------------- the app
+
+def create_app(classifier: Classifier, settings: ServeSettings | None = None):
+    """The FastAPI app around a loaded Classifier (model + extractor)."""
+    settings = settings or ServeSettings()
+    batcher = Batcher(classifier, settings.max_batch, settings.batch_wait_s)
+    own_dir = settings.temp_dir is None
+    upload_dir = tempfile.mkdtemp(prefix="yt8m-serve-") if own_dir else settings.temp_dir
+    os.makedirs(upload_dir, exist_ok=True)
+    loaded = classifier.loaded
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            if own_dir:
+                shutil.rmtree(upload_dir, ignore_errors=True)
+
+    app = FastAPI(title="YouTube-8M video classifier", lifespan=lifespan,
+                  description="POST a video to /classify (multipart field `video`).")
+    app.state.upload_dir, app.state.batcher = upload_dir, batcher
+
+    def problem(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": loaded.path, "architecture": loaded.config.name,
+                "classes": len(loaded.vocabulary), "vocabulary": loaded.vocabulary.name,
+                "random_weights": classifier.random_weights,
+                "uploads_in_flight": len(os.listdir(upload_dir)), "batches": batcher.batches}
+
+    @app.get("/labels")
+    async def labels() -> dict:
+        v = loaded.vocabulary
+        return {"vocabulary": v.name, "labels": [{"id": i, "name": v.name_of(i)}
+                                                 for i in range(len(v))]}
+
+    @app.post("/classify", openapi_extra={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": [FIELD], "properties": {
+            FIELD: {"type": "string", "format": "binary"}}}}}}})
+    async def classify(request: Request):
+        try:
+            path, name = await receive_upload(request, upload_dir, settings.max_upload_bytes)
+        except HTTPProblem as e:
+            return problem(e.status, e.message)
+        except ClientDisconnect:  # the client went away mid-upload; its file is already gone
+            return problem(400, "client disconnected during the upload")
+        future = await batcher.submit(path, name)
+        try:
+            got = await asyncio.wait_for(asyncio.shield(future), settings.timeout_s)
+        except asyncio.TimeoutError:
+            future.cancel()  # the batcher skips it if it has not started yet
+            return problem(504, f"no answer within {settings.timeout_s:g} s; try a shorter clip "
+                                "or start the server with a larger --timeout-s")
+        except Exception as e:  # noqa: BLE001 - unexpected: say what, keep serving
+            return problem(500, f"classification failed: {type(e).__name__}: {e}")
+        if isinstance(got, RejectedInput):
+            return problem(422, f"{name}: {got.reason}")
+        return got.to_json()
+
+    return app
+
+
+def serve(classifier: Classifier, settings: ServeSettings) -> None:
+    """Run the app under uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(classifier, settings)
+    print(f"serving {classifier.loaded.path} on http://{settings.host}:{settings.port} "
+          f"(POST /classify, GET /health, GET /labels; uploads in {app.state.upload_dir})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port,
+                log_level="warning" if settings.quiet else "info")
