@@ -56,12 +56,14 @@ def cache_dir() -> str:
     return os.path.join(base, APP_NAME)
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in blocks (weights and dataset files are large)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def sha256_of(path: str) -> str:
+    return file_digest(path, "sha256")
 
 
 def checksum_ok(asset: Asset, path: str) -> bool:

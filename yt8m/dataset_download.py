@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from .assets import file_digest
 from .errors import UsageError
 from .report import Report
 
@@ -110,11 +111,7 @@ def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
 
 
 def md5_of(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")  # the mirrors publish MD5 sums
 
 
 class _Failed(Exception):
