@@ -122,7 +122,8 @@ def peak_rss(minutes: float, device: str, tmp: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=int, default=60, help="length of the 720p clip")
+    ap.add_argument("--seconds", type=int, default=60,
+                    help="length of the 720p clip (0: skip the throughput test)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
@@ -132,14 +133,18 @@ def main() -> None:
     args = ap.parse_args()
     os.makedirs(args.tmp, exist_ok=True)
 
-    r = throughput(args.seconds, args.device, args.batch_size, args.workers, args.tmp,
-                   args.repeats)
-    print(f"720p H.264, {r['frames']} frames, {r['device']} ({r['threads']} torch threads), "
-          f"batch {r['batch']}, {r['workers']} decoder threads:")
-    print(f"  end to end     {r['end_to_end_fps']:8.2f} frames/s")
-    print(f"  backbones only {r['backbone_fps']:8.2f} frames/s")
-    print(f"  ratio          {r['ratio']:8.3f}  (target >= 0.85; best of {r['repeats']}: "
-          f"end to end {r['all_e2e_s']} s, backbones {r['all_backbone_s']} s)")
+    if args.seconds <= 0:  # --seconds 0: memory only
+        r = None
+    else:
+        r = throughput(args.seconds, args.device, args.batch_size, args.workers, args.tmp,
+                       args.repeats)
+    if r:
+        print(f"720p H.264, {r['frames']} frames, {r['device']} ({r['threads']} torch threads), "
+              f"batch {r['batch']}, {r['workers']} decoder threads:")
+        print(f"  end to end     {r['end_to_end_fps']:8.2f} frames/s")
+        print(f"  backbones only {r['backbone_fps']:8.2f} frames/s")
+        print(f"  ratio          {r['ratio']:8.3f}  (target >= 0.85; best of {r['repeats']}: "
+              f"end to end {r['all_e2e_s']} s, backbones {r['all_backbone_s']} s)")
     if args.rss_minutes > 0:
         m = peak_rss(args.rss_minutes, args.device, args.tmp)
         print(f"{m['clip']}: extract exit {m['exit']}, peak RSS {m['peak_rss_mb']:.0f} MB "

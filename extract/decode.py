@@ -62,6 +62,9 @@ _decord_quiet = False
 def _decord():
     """Import decord once and silence FFmpeg's own log lines (we report reasons instead)."""
     global _decord_quiet
+    # torch must be loaded before decord: with decord (and its bundled FFmpeg) loaded
+    # first, torch.fft.rfft (the log-mel frontend) segfaults later in the process.
+    import torch  # noqa: F401
     import decord
     if not _decord_quiet:
         decord.logging.set_level(decord.logging.QUIET)

@@ -5,9 +5,10 @@ to quantized features; the extract command and the classify/serve commands all
 call it, and it keeps its backbones loaded between calls.
 
 How the work overlaps: `workers` decoder threads each take the next video,
-decode its frames in bounded chunks (extract/decode.py), resize them to 299x299
-on CPU runs (on a GPU the resize runs on the device), decode and frame its audio,
-and pass chunks through a small per-video queue. The calling thread feeds frames
+decode and frame its audio (first: decord decodes a track at once, and its peak
+had better not add to the frames in flight), decode its frames in bounded chunks
+(extract/decode.py), resize them to 299x299 on CPU runs (on a GPU the resize runs
+on the device), and pass them through a small per-video queue. The calling thread feeds frames
 of consecutive videos into shared batches of `batch_size` for Inception, runs
 VGGish per video, and yields videos in input order as soon as all their frames
 are embedded. Threads rather than processes: decord's decoder and torch's
@@ -144,6 +145,11 @@ class Extractor:
         try:
             reader, info = open_video(path, self.config.max_frames, name)
             yield "info", info.n_frames
+            # Sound first: decord decodes a whole track at once (~1 GB at its peak for
+            # 10 minutes of 48 kHz stereo), better not on top of the frames in flight.
+            wave = read_audio(path, info.n_frames, name)
+            examples = None if wave is None else audio_examples(wave, info.n_frames)
+            del wave
             for chunk in iter_frames(reader, info, self.config.chunk_bytes, name):
                 frames = torch.from_numpy(chunk)
                 if self.resize_in_decoder:
@@ -153,8 +159,7 @@ class Extractor:
                 del chunk
                 yield "frames", frames
             del reader
-            wave = read_audio(path, info.n_frames, name)
-            yield "audio", None if wave is None else audio_examples(wave, info.n_frames)
+            yield "audio", examples
         except RejectedInput as e:
             yield "rejected", e
         except Exception as e:  # noqa: BLE001 - one odd file must not stop the job
