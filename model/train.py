@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
 from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT, Representation
 from yt8m.store import VIDEO, ShardSet
@@ -81,15 +82,12 @@ def setup_distributed(device: torch.device) -> Distributed:
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda was asked for, but PyTorch sees no CUDA GPU here. "
-                             "Use --device cpu (or auto).")
+    """--device resolved as every command does it; under torchrun, this process's GPU."""
+    device = resolve_device(name)
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    return device
 
 
 def autocast_for(device: torch.device, precision: str):
