@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from yt8m.errors import UsageError
-from yt8m.store import VIDEO, ShardSet
+from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
 
 from .checkpoint import LoadedModel
 from .data import ShardDataset, collate, ordered_batches, to_device
@@ -23,19 +23,13 @@ SEGMENT_FRAMES = 5  # the 2019 challenge rates 5-second segments
 
 def check_compatible(loaded: LoadedModel, shards: ShardSet) -> None:
     """UsageError unless the shards were made like the model's training data."""
-    meta = shards.meta
-    problems = loaded.representation.differences(meta.representation)
-    if loaded.vocabulary.sha256 != meta.vocabulary.sha256:
-        problems.append(f"vocabulary: the model's {loaded.vocabulary.name} ({len(loaded.vocabulary)} "
-                        f"classes) vs the shards' {meta.vocabulary.name} "
-                        f"({meta.vocabulary.num_classes} classes)")
-    if loaded.video_level != (meta.kind == VIDEO):
-        problems.append(f"kind: a {'video' if loaded.video_level else 'frame'}-level model on "
-                        f"{meta.kind}-level shards")
+    trained_on = ShardMeta(VIDEO if loaded.video_level else FRAME, loaded.representation,
+                           loaded.vocabulary.ref)
+    problems = trained_on.mismatch(shards.meta)  # the rule the store applies between shards
     if problems:
         raise UsageError(f"the model {loaded.path} was trained on features made differently from "
-                         f"the shards in {shards.data_dir}: " + "; ".join(problems) + ". Evaluate it "
-                         "on shards made the same way, or train a model on these.")
+                         f"the shards in {shards.data_dir} (model vs shards): " + "; ".join(problems)
+                         + ". Use shards made the same way, or train a model on these.")
 
 
 def iterate_batches(shards: ShardSet, batch_size: int, max_frames: int, workers: int = 0):
@@ -88,16 +82,10 @@ def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
             continue
         starts = np.asarray(video.segment_start_times, dtype=np.int64)
         n = len(starts)
-        rgb = np.zeros((n, SEGMENT_FRAMES, video.rgb.shape[1]), np.uint8)
-        audio = np.zeros((n, SEGMENT_FRAMES, video.audio.shape[1]), np.uint8)
-        mask = np.zeros((n, SEGMENT_FRAMES), np.float32)
-        for j, s in enumerate(starts):
-            part = slice(s, min(s + SEGMENT_FRAMES, video.n_frames))
-            k = part.stop - part.start
-            if k > 0:
-                rgb[j, :k], audio[j, :k], mask[j, :k] = video.rgb[part], video.audio[part], 1
-        probs = loaded.predict(torch.from_numpy(rgb), torch.from_numpy(audio),
-                               torch.from_numpy(mask)).cpu().numpy()
+        no_labels = np.zeros(0, np.float32)  # collate pads and masks; labels come from the ratings
+        b = collate([(j, video.rgb[s:s + SEGMENT_FRAMES], video.audio[s:s + SEGMENT_FRAMES], no_labels)
+                     for j, s in enumerate(starts)])
+        probs = loaded.predict(b.rgb, b.audio, b.mask).cpu().numpy()
         seg_classes = np.asarray(video.segment_labels, dtype=np.int64)
         classes.append(seg_classes)
         scores.append(probs[np.arange(n), seg_classes])

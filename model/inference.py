@@ -22,7 +22,7 @@ import torch
 
 from yt8m.errors import RejectedInput, UsageError
 from yt8m.representation import Representation, dequantize
-from yt8m.store import VIDEO, ShardSet, VideoRecord
+from yt8m.store import ShardSet, VideoRecord
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import LoadedModel
@@ -252,7 +252,6 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
     shards = ShardSet(data_dir, strict=False)
     check_compatible(loaded, shards)
     summary = PredictSummary(rejected=[(e.path, e.reason) for e in shards.errors])
-    max_frames = loaded.max_frames
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.partial"
     seen: set[str] = set()
@@ -262,10 +261,7 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
             writer = csv.writer(f)
             writer.writerow(KAGGLE_HEADER)
             for shard in shards.shards:
-                videos = shard.iter_videos()
-                if shards.meta.kind != VIDEO:  # keep no more frames than the model reads
-                    videos = (_truncate(v, max_frames) for v in videos)
-                for batch in _batched(videos, batch_size):
+                for batch in _batched(shard.iter_videos(), batch_size):
                     probs = predict_records(loaded, batch)
                     for video, p in zip(batch, probs):
                         if video.id in seen:  # the same video in two shards: its first copy wins
@@ -284,9 +280,3 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
         if os.path.exists(tmp):
             os.remove(tmp)
     return summary
-
-
-def _truncate(v: VideoRecord, max_frames: int) -> VideoRecord:
-    if v.n_frames > max_frames:
-        v.rgb, v.audio = v.rgb[:max_frames], v.audio[:max_frames]
-    return v
