@@ -18,7 +18,6 @@ the PCA is fitted on Gaussian data: speed does not depend on the weights' values
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import os
@@ -49,7 +48,7 @@ def make_long_clip(path: str, seconds: int) -> None:
 
 def write_full_size_model(run_dir: str, representation, max_frames: int) -> str:
     """A checkpoint of the paper-size NeXtVLAD with random weights, as `train` writes it."""
-    from model.checkpoint import CHECKPOINT, atomic_save
+    from model.checkpoint import CHECKPOINT, Checkpoint
     from model.config import ModelConfig, build_model
     from yt8m.vocabulary import Vocabulary
 
@@ -57,10 +56,8 @@ def write_full_size_model(run_dir: str, representation, max_frames: int) -> str:
     vocab = Vocabulary([f"class{i}" for i in range(mc.num_classes)])
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, CHECKPOINT)
-    atomic_save({"model": build_model(mc).state_dict(), "model_config": dataclasses.asdict(mc),
-                 "representation": representation.to_json(), "kind": "frame",
-                 "max_frames": max_frames, "vocabulary_name": vocab.name,
-                 "vocabulary_sha256": vocab.sha256, "vocabulary_names": list(vocab.names)}, path)
+    Checkpoint(build_model(mc).state_dict(), mc, representation, vocab,
+               max_frames=max_frames).save(path)
     return path
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 
-from yt8m.assets import YT8M_VOCABULARY, Asset, cache_dir, fetch, find_asset, missing_message
+from yt8m.assets import DEFAULT_PCA_DIR, YT8M_VOCABULARY, Asset, cache_dir, fetch, find_asset, missing_message
 from yt8m.errors import UsageError
 
 from .inception import INCEPTION_2015_12_05
 from .pca import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES
 from .vggish import VGGISH_AUDIOSET
 
-DEFAULT_PCA_DIR = "pca_params"
 
 INCEPTION_WEIGHTS = INCEPTION_2015_12_05.asset
 VGGISH_WEIGHTS = VGGISH_AUDIOSET.asset

@@ -1,4 +1,5 @@
-"""Commands of the extraction stage: extract, fit-pca, download.
+"""Commands of the extraction stage: extract, fit-pca (`download` is the model stage's:
+it also fetches and converts the published model).
 
 Light at import time (no torch) so that `pipeline.py --help` stays fast.
 """
@@ -6,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.cli_util import add_device, add_quiet, add_shard
 from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT
 
 DEFAULT_OUT = "data/features"
-DEFAULT_PCA_DIR = "pca_params"
 
 
 def _add_backbone_flags(p: argparse.ArgumentParser) -> None:
@@ -69,29 +70,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_backbone_flags(p)
     p.set_defaults(run=_run_fit_pca)
 
-    p = commands.add_parser(
-        "download", help="fetch weights, PCA parameters and the YouTube-8M vocabulary",
-        description="Downloads pt_inception-2015-12-05-6726825d.pth and vggish-10086976.pth "
-                    "(into --weights-dir, default the cache), yt8m_pca.tgz and "
-                    "vggish_pca_params.npz (into --pca-dir) and YouTube-8M's vocabulary.csv "
-                    "(into --vocabulary-dir, default the cache), checksum-verified.")
-    p.add_argument("--weights-dir", default=None, metavar="DIR")
-    p.add_argument("--pca-dir", default=DEFAULT_PCA_DIR, metavar="DIR")
-    p.add_argument("--vocabulary-dir", default=None, metavar="DIR",
-                   help="where vocabulary.csv goes (default: the cache folder)")
-    p.add_argument("--dataset", metavar="PARTITION",
-                   help="instead: download official YouTube-8M TFRecords of a partition "
-                        "(e.g. 2/frame/train, 3/frame/validate) and the vocabulary")
-    p.add_argument("--shard", default=None, metavar="X,Y",
-                   help="with --dataset: only a 1/Y fraction (X,Y as the official "
-                        "download.py, 1-based; or I/N, 0-based)")
-    p.add_argument("--mirror", default="us", choices=["us", "eu", "asia"],
-                   help="with --dataset: the mirror to download from")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="with --dataset: where to put the files (default data/yt8m/PARTITION)")
-    add_quiet(p)
-    p.set_defaults(run=_run_download)
-
 
 def _run_extract(args: argparse.Namespace) -> int:
     from .job import ExtractArgs, run_extract
@@ -111,25 +89,3 @@ def _run_fit_pca(args: argparse.Namespace) -> int:
                        batch_size=args.batch_size, weights_dir=args.weights_dir,
                        random_weights=args.random_weights, max_frames=args.max_frames,
                        quiet=args.quiet)
-
-
-def _run_download(args: argparse.Namespace) -> int:
-    import sys
-
-    from yt8m.assets import YT8M_VOCABULARY, cache_dir, fetch
-
-    vocabulary_dir = args.vocabulary_dir or cache_dir()
-    if args.dataset:
-        # Official features need no backbones: the partition and the vocabulary only.
-        from yt8m.dataset_download import run_download
-
-        code = run_download(args)
-        print(fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=args.quiet))
-        return code
-    from .assets import download_all
-
-    for path in download_all(args.weights_dir, pca_dir=args.pca_dir, quiet=args.quiet,
-                             vocabulary_dir=vocabulary_dir):
-        print(path)
-    print("download: done", file=sys.stderr)
-    return 0

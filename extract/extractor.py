@@ -28,6 +28,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import RejectedInput
 from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT, Representation
 from yt8m.store import VideoRecord
@@ -48,7 +49,7 @@ class ExtractConfig:
     device: str = "auto"
     weights_dir: str | None = None
     random_weights: bool = False
-    pca_dir: str | None = "pca_params"  # None: raw (pre-PCA) features, for fit-pca
+    pca_dir: str | None = DEFAULT_PCA_DIR  # None: raw (pre-PCA) features, for fit-pca
     chunk_bytes: int = CHUNK_BYTES
 
     def __post_init__(self) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, QUANTIZED_ZERO, Representation, quantize
 
@@ -65,7 +66,7 @@ class Backbones:
 
 
 def load_backbones(weights_dir: str | None = None, random_weights: bool = False,
-                   pca_dir: str | None = "pca_params", device: str | torch.device = "cpu",
+                   pca_dir: str | None = DEFAULT_PCA_DIR, device: str | torch.device = "cpu",
                    ) -> Backbones:
     """Both networks (published weights, or seeded random ones) and, unless pca_dir is
     None, the PCA parameters. Missing files -> UsageError naming them (exit 2)."""

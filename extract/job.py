@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import EXIT_OK, UsageError
 from yt8m.report import Report
 from yt8m.representation import FPS, MAX_FRAMES_LIMIT
@@ -57,7 +58,7 @@ class ExtractArgs:
     batch_size: int = 0
     weights_dir: str | None = None
     random_weights: bool = False
-    pca_dir: str = "pca_params"
+    pca_dir: str = DEFAULT_PCA_DIR
     max_frames: int = 300
     shard: str | None = None
     quiet: bool = False

@@ -1,10 +1,11 @@
 """Run folders and checkpoints.
 
-A run folder (`runs/<time>-<model>/`) holds `config.json` (model and training
-configuration, representation provenance, vocabulary reference),
-`vocabulary.csv`, `representation.json`, `checkpoint.pt` (rewritten atomically:
-temporary name, fsync, rename), `metrics.csv` and TensorBoard event files.
-`runs/latest` is a symlink to the newest run, replaced atomically.
+A model folder (a training run, `runs/<time>-<model>/`, or a converted published
+model) holds `checkpoint.pt` (a `Checkpoint`, rewritten atomically: temporary
+name, fsync, rename), `config.json` (a readable summary: model and training
+configuration, representation, vocabulary reference), `vocabulary.csv`, and for
+runs `metrics.csv` and TensorBoard event files. `runs/latest` is a symlink to
+the newest run, replaced atomically.
 
 A checkpoint is self-contained (it carries the vocabulary names and the
 representation), holds only tensors and plain Python values, and loads with
@@ -12,10 +13,11 @@ representation), holds only tensors and plain Python values, and loads with
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +28,7 @@ from yt8m.vocabulary import Vocabulary
 from .config import ModelConfig, build_model
 
 CHECKPOINT = "checkpoint.pt"
+FORMAT = 2  # the layout of the saved dict (Checkpoint.save)
 CONFIG = "config.json"
 LATEST = "latest"
 
@@ -68,6 +71,18 @@ def write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def write_summary(folder: str, config: ModelConfig, representation: Representation,
+                  vocabulary: Vocabulary, data_kind: str, extra: dict) -> None:
+    """config.json (what a person or another tool reads first) and vocabulary.csv."""
+    ref = vocabulary.ref
+    write_json(os.path.join(folder, CONFIG), {
+        "model": dataclasses.asdict(config), "data_kind": data_kind,
+        "representation": dataclasses.asdict(representation),
+        "vocabulary": {"name": ref.name, "fingerprint": ref.sha256, "num_classes": ref.num_classes},
+        **extra})
+    vocabulary.save(folder)
+
+
 def checkpoint_path(path: str) -> str:
     """A checkpoint file, or the checkpoint of a run folder (runs/latest included)."""
     if os.path.isdir(path):
@@ -75,21 +90,69 @@ def checkpoint_path(path: str) -> str:
     return path
 
 
-def read_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:
-    file = checkpoint_path(path)
-    if not os.path.exists(file):
-        raise UsageError(f"no trained model at {path}: train one with `python pipeline.py train` "
-                         "(it writes runs/latest), or pass --model with a run folder or a "
-                         f"{CHECKPOINT} file.")
-    try:
-        state = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, not a torch file, unpicklable content
-        raise UsageError(f"{file} is not a readable checkpoint ({type(e).__name__}: {e}). "
-                         "Pass --model with another run folder or checkpoint file.") from None
-    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
-        raise UsageError(f"{file} is a torch file but not a checkpoint of this toolkit. "
-                         "Pass --model with a run folder written by `python pipeline.py train`.")
-    return state
+@dataclass
+class TrainingState:
+    """What `train --resume` needs beyond the weights."""
+
+    optimizer: dict
+    scheduler: dict
+    step: int
+    train_config: dict
+
+
+@dataclass
+class Checkpoint:
+    """A model with everything needed to use it (or resume training it).
+
+    Self-contained: the vocabulary names and the representation of the features
+    the model expects travel with the weights. `origin` says where the weights
+    came from when they were not trained here (a converted published model: the
+    source file's name and sha256).
+    """
+
+    weights: dict[str, torch.Tensor]
+    config: ModelConfig
+    representation: Representation
+    vocabulary: Vocabulary
+    data_kind: str = "frame"
+    max_frames: int = DEFAULT_MAX_FRAMES
+    training: TrainingState | None = None
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def save(self, path: str) -> None:
+        """Write atomically (temporary name, fsync, rename); plain values and tensors only."""
+        atomic_save({
+            "format": FORMAT, "model": self.weights, "model_config": dataclasses.asdict(self.config),
+            "representation": self.representation.to_json(), "data_kind": self.data_kind,
+            "max_frames": self.max_frames, "vocabulary_name": self.vocabulary.name,
+            "vocabulary_names": list(self.vocabulary.names), "origin": dict(self.origin),
+            "training": dataclasses.asdict(self.training) if self.training else None,
+        }, path)
+
+    @classmethod
+    def load(cls, path: str, map_location: str | torch.device = "cpu") -> "Checkpoint":
+        """A checkpoint file or a run/model folder; UsageError naming the file if unusable."""
+        file = checkpoint_path(path)
+        if not os.path.exists(file):
+            raise UsageError(f"no trained model at {path}: train one with `python pipeline.py "
+                             "train` (it writes runs/latest), get the published YouTube-8M model "
+                             "with `python pipeline.py download`, or pass --model with a model "
+                             f"folder or a {CHECKPOINT} file.")
+        try:
+            state = torch.load(file, map_location=map_location, weights_only=True)
+        except Exception as e:  # truncated, not a torch file, unpicklable content
+            raise UsageError(f"{file} is not a readable checkpoint ({type(e).__name__}: {e}). "
+                             "Pass --model with another model folder or checkpoint file.") from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise UsageError(f"{file} is not a checkpoint of this version of the toolkit. Pass "
+                             "--model with a folder written by `train`, `download` or "
+                             "`convert-checkpoint`.")
+        training = state["training"]
+        return cls(state["model"], ModelConfig.from_dict(state["model_config"]),
+                   Representation.from_json(state["representation"]),
+                   Vocabulary(list(state["vocabulary_names"]), name=state["vocabulary_name"]),
+                   state["data_kind"], int(state["max_frames"]),
+                   TrainingState(**training) if training else None, dict(state["origin"]))
 
 
 @dataclass
@@ -130,17 +193,15 @@ class LoadedModel:
 
 
 def load_for_inference(path: str, device: str | torch.device = "cpu") -> LoadedModel:
-    """A checkpoint file or run folder -> LoadedModel in eval mode; UsageError if unusable."""
+    """A checkpoint file or model folder -> LoadedModel in eval mode; UsageError if unusable."""
     device = torch.device(device)
-    state = read_checkpoint(path)
-    config = ModelConfig.from_dict(state["model_config"])
-    model = build_model(config)
+    ckpt = Checkpoint.load(path)
+    model = build_model(ckpt.config)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(ckpt.weights)
     except RuntimeError as e:
         raise UsageError(f"{checkpoint_path(path)} does not match its own model configuration "
                          f"({str(e).splitlines()[0]}). Retrain or pass another --model.") from None
     model.to(device).eval()
-    vocabulary = Vocabulary(list(state["vocabulary_names"]), name=state["vocabulary_name"])
-    return LoadedModel(model, config, Representation.from_json(state["representation"]), vocabulary,
-                       int(state.get("max_frames", DEFAULT_MAX_FRAMES)), device, checkpoint_path(path))
+    return LoadedModel(model, ckpt.config, ckpt.representation, ckpt.vocabulary, ckpt.max_frames,
+                       device, checkpoint_path(path))

@@ -1,5 +1,5 @@
-"""Commands of the model stage: train and evaluate (classify, predict and serve live in
-`inference_cli`, issue 6).
+"""Commands of the model stage: train, evaluate, download, convert-checkpoint (classify,
+predict and serve live in `inference_cli`).
 
 Imports nothing heavy at module level, so `pipeline.py --help` stays fast.
 """
@@ -10,6 +10,8 @@ import argparse
 DEFAULT_DATA = "data/features"
 DEFAULT_RUNS = "runs"
 DEFAULT_MODEL = "runs/latest"
+MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
+              "published YouTube-8M model that `download` converts)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -70,8 +72,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Evaluate a trained model with the YouTube-8M starter code's metrics "
                     "(and the 2019 segment mAP on segment-rated shards). Refuses shards made "
                     "differently from the model's training data.")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"run folder or checkpoint file (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--data", required=True, help="shards to evaluate on")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--batch-size", type=int, default=64)
@@ -80,6 +81,62 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_device(p)
     add_quiet(p)
     p.set_defaults(run=run_evaluate)
+    _add_download(commands)
+    _add_convert(commands)
+
+
+def _add_download(commands: argparse._SubParsersAction) -> None:
+    from yt8m.assets import DEFAULT_PCA_DIR
+    from yt8m.cli_util import add_quiet
+
+    p = commands.add_parser(
+        "download", help="fetch weights, PCA parameters, the vocabulary and the published model",
+        description="Downloads pt_inception-2015-12-05-6726825d.pth and vggish-10086976.pth "
+                    "(into --weights-dir, default the cache), yt8m_pca.tgz and "
+                    "vggish_pca_params.npz (into --pca-dir), YouTube-8M's vocabulary.csv (into "
+                    "--vocabulary-dir, default the cache) and PaddlePaddle's YouTube-8M NeXtVLAD "
+                    "(NEXTVLAD.pdparams, into --weights-dir), converted on arrival into a model "
+                    "that classify, predict, evaluate and serve use by default. Verified by "
+                    "checksum, or for the model by its parameter names and shapes; interrupted "
+                    "downloads continue where they stopped.")
+    p.add_argument("--weights-dir", default=None, metavar="DIR")
+    p.add_argument("--pca-dir", default=DEFAULT_PCA_DIR, metavar="DIR")
+    p.add_argument("--vocabulary-dir", default=None, metavar="DIR",
+                   help="where vocabulary.csv goes (default: the cache folder)")
+    p.add_argument("--no-model", action="store_true",
+                   help="skip the published NeXtVLAD (341 MB)")
+    p.add_argument("--dataset", metavar="PARTITION",
+                   help="instead: download official YouTube-8M TFRecords of a partition "
+                        "(e.g. 2/frame/train, 3/frame/validate) and the vocabulary")
+    p.add_argument("--part", default=None, metavar="X,Y",
+                   help="with --dataset: only a 1/Y fraction (X,Y as the official "
+                        "download.py, 1-based; or I/N, 0-based)")
+    p.add_argument("--mirror", default="us", choices=["us", "eu", "asia"],
+                   help="with --dataset: the mirror to download from")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="with --dataset: where to put the files (default data/yt8m/PARTITION)")
+    add_quiet(p)
+    p.set_defaults(run=run_download)
+
+
+def _add_convert(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "convert-checkpoint", help="a published checkpoint on disk -> a model folder",
+        description="Convert PaddlePaddle's YouTube-8M NeXtVLAD (NEXTVLAD.pdparams, already on "
+                    "disk: the offline route of `download`) into a model folder that classify, "
+                    "predict, evaluate and serve load. The file is read without running anything "
+                    "in it and checked name by name and shape by shape.")
+    p.add_argument("file", metavar="FILE", help="the .pdparams file")
+    p.add_argument("--from", dest="source", required=True, choices=["paddle"],
+                   help="the framework the file comes from")
+    p.add_argument("--out", required=True, metavar="DIR", help="model folder to write (replaced)")
+    p.add_argument("--vocabulary", default=None, metavar="FILE",
+                   help="vocabulary.csv of the model's classes (default: YouTube-8M's, with "
+                        "names when `download` has put vocabulary.csv in the cache)")
+    p.add_argument("--drop-rate", type=float, default=0.5,
+                   help="the dropout the model was trained with (configs/nextvlad.yaml: 0.5); "
+                        "Paddle scales by 1 - p at inference")
+    p.set_defaults(run=run_convert)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -115,7 +172,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_for_inference
     from .evaluate import evaluate
 
-    loaded = load_for_inference(args.model, resolve_device(args.device))
+    from .pretrained import resolve_model
+
+    loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
     result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k, args.quiet)
     if args.json:
         print(json.dumps(result))
@@ -124,4 +183,54 @@ def run_evaluate(args: argparse.Namespace) -> int:
                  "segment_map": "segment mAP"}
         for key, value in result.items():
             print(f"{names[key]:>12}: {value:.4f}")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Every asset is tried; those that could not be had are listed together (exit 2)."""
+    import sys
+
+    from yt8m.assets import YT8M_VOCABULARY, cache_dir, fetch
+    from yt8m.errors import UsageError
+
+    vocabulary_dir = args.vocabulary_dir or cache_dir()
+    if args.dataset:
+        # Official features need no backbones: the partition and the vocabulary only.
+        from yt8m.dataset_download import run_download as download_dataset
+
+        code = download_dataset(args)
+        print(fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=args.quiet))
+        return code
+    from extract.assets import download_all
+
+    from .pretrained import download_pretrained
+
+    steps = [lambda: download_all(args.weights_dir, pca_dir=args.pca_dir, quiet=args.quiet),
+             lambda: [fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=args.quiet)]]
+    if not args.no_model:  # after the vocabulary, so that the model gets its names
+        steps.append(lambda: [download_pretrained(args.weights_dir, quiet=args.quiet)])
+    failed = []
+    for step in steps:
+        try:
+            for path in step():
+                print(path)
+        except UsageError as e:
+            failed.append(str(e))
+    if failed:
+        raise UsageError("\n\n".join(failed))
+    print("download: done", file=sys.stderr)
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    import sys
+
+    from yt8m.vocabulary import Vocabulary
+
+    from .paddle_nextvlad import convert_file
+
+    vocabulary = Vocabulary.load(args.vocabulary) if args.vocabulary else Vocabulary.official()
+    converted = convert_file(args.file, args.out, vocabulary, drop_rate=args.drop_rate)
+    print(f"{args.file} (sha256 {converted.sha256[:16]}...) -> {converted.folder}", file=sys.stderr)
+    print(converted.folder)
     return 0

@@ -11,6 +11,7 @@ if TYPE_CHECKING:  # keep `pipeline.py --help` free of torch
 
 FRAME_MODELS = ("nextvlad", "mix-nextvlad", "netvlad", "dbof", "mean-logistic")
 VIDEO_MODELS = ("logistic", "moe")
+KAGGLE_TOP_K = 20  # the Kaggle submission format: 20 "label confidence" pairs per video
 MODELS = FRAME_MODELS + VIDEO_MODELS
 
 # Per-architecture defaults where the published designs differ (None in ModelConfig).
@@ -25,6 +26,10 @@ class ModelConfig:
     num_classes: int = 3862
     clusters: int | None = None  # K (DBoF: width of its cluster layer)
     groups: int = 8  # G
+    # NeXtVLAD's audio stream: the authors' code halves K and G for audio; PaddlePaddle's
+    # published YouTube-8M model keeps them. None: clusters // 2 and groups // 2.
+    audio_clusters: int | None = None
+    audio_groups: int | None = None
     expansion: int = 2  # lambda
     hidden_size: int | None = None  # H
     gating_reduction: int = 8  # r
@@ -45,6 +50,11 @@ class ModelConfig:
             self.hidden_size = _DEFAULT_HIDDEN.get(self.name)
         if self.classifier is None:
             self.classifier = _DEFAULT_CLASSIFIER.get(self.name, "logistic")
+        if self.name in ("nextvlad", "mix-nextvlad"):
+            if self.audio_clusters is None:
+                self.audio_clusters = max(1, self.clusters // 2)
+            if self.audio_groups is None:
+                self.audio_groups = max(1, self.groups // 2)
 
     @property
     def video_level(self) -> bool:
@@ -64,13 +74,15 @@ def build_model(config: ModelConfig) -> "nn.Module":
     if c.name == "nextvlad":
         from .nextvlad import NeXtVLADModel
         return NeXtVLADModel(c.num_classes, c.clusters, c.groups, c.expansion, c.hidden_size,
-                             c.gating_reduction, c.dropout, c.classifier, c.mixtures)
+                             c.gating_reduction, c.dropout, c.classifier, c.mixtures,
+                             audio_clusters=c.audio_clusters, audio_groups=c.audio_groups)
     if c.name == "mix-nextvlad":
         from .mix_nextvlad import MixNeXtVLADModel
         return MixNeXtVLADModel(c.num_classes, c.branches, c.temperature, c.distill_weight,
                                 clusters=c.clusters, groups=c.groups, expansion=c.expansion,
                                 hidden_size=c.hidden_size, gating_reduction=c.gating_reduction,
-                                dropout=c.dropout)
+                                dropout=c.dropout, audio_clusters=c.audio_clusters,
+                                audio_groups=c.audio_groups)
     if c.name == "netvlad":
         from .netvlad import NetVLADModel
         return NetVLADModel(c.num_classes, c.clusters, c.hidden_size, c.dropout, c.classifier, c.mixtures)

@@ -28,8 +28,8 @@ from yt8m.vocabulary import Vocabulary
 from .checkpoint import LoadedModel
 from .data import collate
 from .evaluate import SEGMENT_FRAMES, check_compatible
+from .config import KAGGLE_TOP_K
 
-KAGGLE_TOP_K = 20  # the Kaggle submission format: 20 "label confidence" pairs per video
 KAGGLE_HEADER = ("VideoId", "LabelConfidencePairs")
 
 

@@ -13,13 +13,16 @@ import argparse
 import os
 import sys
 
-DEFAULT_MODEL = "runs/latest"
-DEFAULT_PCA_DIR = "pca_params"
+from yt8m.assets import DEFAULT_PCA_DIR
+
+from .config import KAGGLE_TOP_K
+
 
 
 def _add_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"run folder or checkpoint file (default {DEFAULT_MODEL})")
+    from .cli import MODEL_HELP
+
+    p.add_argument("--model", default=None, help=MODEL_HELP)
 
 
 def _add_extraction(p: argparse.ArgumentParser) -> None:
@@ -78,6 +81,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="shard folder")
     p.add_argument("--out", required=True, metavar="FILE.csv", help="the CSV to write")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="videos per model call")
+    p.add_argument("--top-k", type=int, default=KAGGLE_TOP_K, metavar="K",
+                   help=f"label-score pairs per video (default {KAGGLE_TOP_K}, the Kaggle format; "
+                        "the number of classes keeps every class's score)")
     add_device(p)
     add_quiet(p)
     p.set_defaults(run=run_predict)
@@ -118,12 +124,13 @@ def load_classifier(args: argparse.Namespace, top_k: int, segments: bool = False
 
     from .checkpoint import load_for_inference
     from .inference import ClassifyOptions, Classifier
+    from .pretrained import resolve_model
 
     if getattr(args, "top_k", 1) < 1:
         from yt8m.errors import UsageError
         raise UsageError("--top-k must be at least 1.")
     device = resolve_device(args.device)
-    loaded = load_for_inference(args.model, device)
+    loaded = load_for_inference(resolve_model(args.model), device)
     random_weights = args.random_weights
     if random_weights is None:
         random_weights = loaded.representation.random_weights
@@ -201,11 +208,17 @@ def run_predict(args: argparse.Namespace) -> int:
     from yt8m.cli_util import resolve_device
     from yt8m.report import Report
 
+    from yt8m.errors import UsageError
+
     from .checkpoint import load_for_inference
     from .inference import predict_to_csv
+    from .pretrained import resolve_model
 
-    loaded = load_for_inference(args.model, resolve_device(args.device))
-    summary = predict_to_csv(loaded, args.data, args.out, args.batch_size, quiet=args.quiet)
+    if args.top_k < 1:
+        raise UsageError("--top-k must be at least 1.")
+    loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
+    summary = predict_to_csv(loaded, args.data, args.out, args.batch_size, args.top_k,
+                             quiet=args.quiet)
     report = Report("predict", done=summary.videos)
     for name, reason in summary.rejected:
         report.reject(name, reason)

@@ -5,7 +5,9 @@ lambda*N/G dims, softly assign every group vector to K clusters (FC without
 bias, batch norm, softmax), weight each group by a sigmoid attention that is
 zero on padding, and sum residuals against learned cluster centres over frames
 and groups. Intra-normalise (L2 per cluster), flatten, batch norm. The video
-stream uses (K, G), the audio stream (K/2, G/2); their concatenation goes
+stream uses (K, G), the audio stream (K/2, G/2) by default as in the authors'
+code (PaddlePaddle's YouTube-8M model uses (K, G) for both: `audio_clusters`,
+`audio_groups`); their concatenation goes
 through dropout, an FC to H without bias, batch norm, SE context gating and a
 classifier.
 
@@ -67,10 +69,12 @@ class NeXtVLADModel(nn.Module):
     def __init__(self, num_classes: int, clusters: int = 128, groups: int = 8, expansion: int = 2,
                  hidden_size: int = 2048, gating_reduction: int = 8, dropout: float = 0.5,
                  classifier: str = "logistic", mixtures: int = 2,
-                 rgb_dim: int = 1024, audio_dim: int = 128):
+                 rgb_dim: int = 1024, audio_dim: int = 128,
+                 audio_clusters: int | None = None, audio_groups: int | None = None):
         super().__init__()
         self.video = NeXtVLAD(rgb_dim, clusters, groups, expansion)
-        self.audio = NeXtVLAD(audio_dim, clusters // 2, groups // 2, expansion)
+        self.audio = NeXtVLAD(audio_dim, audio_clusters or max(1, clusters // 2),
+                              audio_groups or max(1, groups // 2), expansion)
         self.dropout = nn.Dropout(dropout)
         self.hidden = nn.Linear(self.video.out_dim + self.audio.out_dim, hidden_size, bias=False)
         self.hidden_bn = MaskedBatchNorm1d(hidden_size)

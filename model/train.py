@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
-from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT, Representation
+from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT
 from yt8m.store import VIDEO, ShardSet
 
 from . import checkpoint as ckpt
@@ -55,7 +56,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     log_every: int = 20
     resume: str | None = None  # run folder or checkpoint to continue
-    pca_dir: str = "pca_params"  # eigenvals.npy for reverse whitening, if the shards lack them
+    pca_dir: str = DEFAULT_PCA_DIR  # eigenvals.npy for reverse whitening, if the shards lack them
     quiet: bool = False
 
 
@@ -151,11 +152,14 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
         raise UsageError(f"--batch-size {tc.batch_size} is the global batch and must be divisible "
                          f"by the {ddp.world_size} processes")
 
-    state = None
+    resumed = None
     if tc.resume:
-        state = ckpt.read_checkpoint(tc.resume)
-        mc = ModelConfig.from_dict(state["model_config"])
-        saved = TrainConfig(**state["train_config"])
+        resumed = ckpt.Checkpoint.load(tc.resume)
+        if resumed.training is None:
+            raise UsageError(f"{tc.resume} holds a model without its training state (a converted "
+                             "or published model); --resume continues runs written by `train`.")
+        mc = resumed.config
+        saved = TrainConfig(**resumed.training.train_config)
         # Continue as configured; only the length of the run and the machinery may change.
         tc = dataclasses.replace(saved, steps=tc.steps or saved.steps, epochs=tc.epochs,
                                  device=tc.device, workers=tc.workers, quiet=tc.quiet,
@@ -165,10 +169,9 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
     check_model_fits_data(mc, shards)
     vocabulary = shards.vocabulary
     mc.num_classes = len(vocabulary)
-    if state is not None:
-        problems = Representation.from_json(state["representation"]).differences(
-            shards.meta.representation)
-        if problems or state["vocabulary_sha256"] != vocabulary.sha256:
+    if resumed is not None:
+        problems = resumed.representation.differences(shards.meta.representation)
+        if problems or resumed.vocabulary.sha256 != vocabulary.sha256:
             raise UsageError(f"cannot resume on {tc.data}: its shards differ from the run's training "
                              f"data ({'; '.join(problems) or 'vocabulary differs'}).")
     val = open_training_data(tc.val, "validation") if tc.val else None
@@ -196,11 +199,11 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
     decay = lambda step: tc.lr_decay ** ((step * global_batch) // tc.decay_examples)  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
+    if resumed is not None:
+        model.load_state_dict(resumed.weights)
+        optimizer.load_state_dict(resumed.training.optimizer)
+        scheduler.load_state_dict(resumed.training.scheduler)
+        step = resumed.training.step
     # realpath: resuming runs/latest must write into (and re-point latest at) the real folder
     run_dir = os.path.dirname(os.path.realpath(ckpt.checkpoint_path(tc.resume))) if tc.resume else None
 
@@ -215,7 +218,8 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
     if ddp.main:
         if run_dir is None:
             run_dir = ckpt.new_run_dir(tc.out, mc.name)
-        _write_run_files(run_dir, tc, mc, shards, vocabulary)
+        ckpt.write_summary(run_dir, mc, shards.meta.representation, vocabulary, shards.meta.kind,
+                           {"train": dataclasses.asdict(tc)})
         log = MetricsLog(run_dir)
     dataset = ShardDataset(shards, tc.max_frames)
 
@@ -229,15 +233,10 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
 
     def save(step: int) -> str:
         path = os.path.join(run_dir, ckpt.CHECKPOINT)
-        ckpt.atomic_save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step,
-            "model_config": dataclasses.asdict(mc), "train_config": dataclasses.asdict(tc),
-            "representation": shards.meta.representation.to_json(),
-            "kind": shards.meta.kind, "max_frames": tc.max_frames,
-            "vocabulary_name": vocabulary.name, "vocabulary_sha256": vocabulary.sha256,
-            "vocabulary_names": list(vocabulary.names),
-        }, path)
+        ckpt.Checkpoint(
+            model.state_dict(), mc, shards.meta.representation, vocabulary, shards.meta.kind,
+            tc.max_frames, ckpt.TrainingState(optimizer.state_dict(), scheduler.state_dict(),
+                                              step, dataclasses.asdict(tc))).save(path)
         return path
 
     from yt8m.cli_util import progress
@@ -247,7 +246,7 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
     epoch, in_epoch = divmod(step, per_epoch)
     batches = loader(epoch, in_epoch)
     model.train()
-    last_saved = step if state is not None else None
+    last_saved = step if resumed is not None else None
     pointed_latest = False
     window_start, window_videos, window_wait = time.perf_counter(), 0, 0.0
     try:
@@ -333,20 +332,6 @@ def _validate(model, val: ShardSet, tc: TrainConfig, device, autocast, log: "Met
     print(f"step {step}: validation " + " ".join(f"{k}={v:.4f}" for k, v in result.items()),
           file=sys.stderr)
     return result
-
-
-def _write_run_files(run_dir: str, tc: TrainConfig, mc: ModelConfig, shards: ShardSet,
-                     vocabulary) -> None:
-    ref = vocabulary.ref
-    ckpt.write_json(os.path.join(run_dir, ckpt.CONFIG), {
-        "model": dataclasses.asdict(mc), "train": dataclasses.asdict(tc),
-        "data_kind": shards.meta.kind,
-        "representation": dataclasses.asdict(shards.meta.representation),
-        "vocabulary": {"name": ref.name, "sha256": ref.sha256, "num_classes": ref.num_classes},
-    })
-    ckpt.write_json(os.path.join(run_dir, "representation.json"),
-                    dataclasses.asdict(shards.meta.representation))
-    vocabulary.save(run_dir)
 
 
 class MetricsLog:

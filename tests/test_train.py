@@ -14,7 +14,7 @@ import torch
 
 from conftest import ROOT, run_pipeline
 from pipeline import main as pipeline_main
-from model.checkpoint import load_for_inference, read_checkpoint
+from model.checkpoint import Checkpoint, load_for_inference
 from model.config import ModelConfig
 from model.evaluate import evaluate
 from model.train import TrainConfig, train
@@ -70,11 +70,11 @@ def test_resumed_run_matches_uninterrupted(tmp_path, random_data):
     part = train(config("part", 5, resume=part), ModelConfig(**vars(model)))
     part = train(config("part", 8, resume=str(tmp_path / "part" / "latest")), ModelConfig(**vars(model)))
     assert os.path.realpath(tmp_path / "part" / "latest") == os.path.realpath(part)
-    a, b = read_checkpoint(whole), read_checkpoint(part)
-    assert a["step"] == b["step"] == 8
-    for key in a["model"]:
-        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=0, atol=1e-6, msg=key)
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    a, b = Checkpoint.load(whole), Checkpoint.load(part)
+    assert a.training.step == b.training.step == 8
+    for key in a.weights:
+        torch.testing.assert_close(b.weights[key], a.weights[key], rtol=0, atol=1e-6, msg=key)
+    for sa, sb in zip(a.training.optimizer["state"].values(), b.training.optimizer["state"].values()):
         torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=0, atol=1e-6)
     assert losses(part) == pytest.approx(losses(whole), rel=1e-6)
 
@@ -95,8 +95,8 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path, random_data):
     assert len(one) == len(two) == 5
     assert two == pytest.approx(one, rel=1e-4)
     assert one[-1] != one[0]  # it trained
-    a = read_checkpoint(str(tmp_path / "single" / "latest"))["model"]
-    b = read_checkpoint(str(tmp_path / "ddp" / "latest"))["model"]
+    a = Checkpoint.load(str(tmp_path / "single" / "latest")).weights
+    b = Checkpoint.load(str(tmp_path / "ddp" / "latest")).weights
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-3, atol=1e-4, msg=key)
 
@@ -108,9 +108,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, random_data, ca
     assert code == 2, err
     assert "loss became nan" in err
     runs = [d for d in os.listdir(tmp_path) if d != "latest"]
-    state = read_checkpoint(str(tmp_path / runs[0]))
-    assert 1 <= state["step"] < 30
-    assert f"step {state['step']})" in err
+    step = Checkpoint.load(str(tmp_path / runs[0])).training.step
+    assert 1 <= step < 30
+    assert f"step {step})" in err
 
 
 def test_train_then_evaluate_through_pipeline(tmp_path, random_data):
@@ -120,7 +120,7 @@ def test_train_then_evaluate_through_pipeline(tmp_path, random_data):
     assert result.returncode == 0, result.stderr
     run = out / "latest"
     assert os.path.islink(run) and os.path.realpath(run) == result.stdout.strip().splitlines()[-1]
-    for name in ("config.json", "vocabulary.csv", "representation.json", "checkpoint.pt", "metrics.csv"):
+    for name in ("config.json", "vocabulary.csv", "checkpoint.pt", "metrics.csv"):
         assert (run / name).exists(), name
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(run))
     config = json.loads((run / "config.json").read_text())
@@ -170,5 +170,5 @@ def test_bf16_autocast_training_and_validation(tmp_path, random_data, name):
                 ModelConfig(name, clusters=8 if name != "dbof" else 32, groups=4, hidden_size=16,
                             branches=2))
     assert all(np.isfinite(losses(run)))
-    state = read_checkpoint(run)
-    assert all(v.dtype != torch.bfloat16 for v in state["model"].values())  # weights stay fp32
+    weights = Checkpoint.load(run).weights
+    assert all(v.dtype != torch.bfloat16 for v in weights.values())  # weights stay fp32

@@ -9,6 +9,7 @@ Assets keep their published file names so users can drop files in by hand.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import socket
@@ -22,8 +23,9 @@ from typing import Iterable
 from .errors import UsageError
 
 APP_NAME = "yt8m-toolkit"
+DEFAULT_PCA_DIR = "pca_params"  # --pca-dir: the published or fitted PCA parameters
 DOWNLOAD_HINT = "python pipeline.py download"
-TIMEOUT_S = 30.0
+TIMEOUT_S = 60.0  # seconds without a byte before a download counts as lost
 _CHUNK = 1 << 20
 
 
@@ -98,22 +100,68 @@ def find_asset(asset: Asset, search_dirs: Iterable[str]) -> str:
     raise UsageError(missing_message([asset], search_dirs))
 
 
-def _progress(total: int | None, desc: str, quiet: bool):
+class TransferFailed(Exception):
+    """A download could not finish; `status` is the HTTP status when the server answered."""
+
+    def __init__(self, reason: str, status: int | None = None):
+        super().__init__(reason)
+        self.status = status
+
+
+def open_url(url: str, headers: dict[str, str] | None = None):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                      timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as e:
+        raise TransferFailed(f"{url} answered HTTP {e.code} {e.reason}", e.code) from None
+    except (urllib.error.URLError, socket.timeout, OSError) as e:
+        raise TransferFailed(f"cannot reach {url} ({getattr(e, 'reason', e)})") from None
+
+
+def transfer(url: str, partial: str, quiet: bool = False, size_hint: int | None = None) -> None:
+    """Download `url` into `partial`, continuing what is already there with an HTTP Range
+    request (starting over when the server ignores it). On a lost connection the part is
+    kept, so the next call continues it. Verification is the caller's."""
     from .cli_util import progress
-    return progress(total=total, desc=desc, quiet=quiet, unit="B")
 
-
-def _offline_error(asset: Asset, dest_dir: str, reason: object) -> UsageError:
-    return UsageError(f"cannot download {asset.filename} from {asset.url}: {reason}.\n"
-                      + missing_message([asset], [dest_dir]))
+    have = os.path.getsize(partial) if os.path.exists(partial) else 0
+    try:
+        response = open_url(url, {"Range": f"bytes={have}-"} if have else None)
+    except TransferFailed as e:
+        if e.status == 416 and have:  # nothing after `have`: the part is whole already
+            return
+        raise
+    with response:
+        resumed = have > 0 and response.status == 206 \
+            and response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        start = have if resumed else 0
+        total = (expected + start) if expected is not None else size_hint
+        got = 0
+        with open(partial, "ab" if resumed else "wb") as out, \
+                progress(total=total, desc=os.path.basename(url), quiet=quiet, unit="B") as bar:
+            bar.update(start)
+            try:
+                for block in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(block)
+                    got += len(block)
+                    bar.update(len(block))
+            except (OSError, socket.timeout, ValueError, http.client.HTTPException) as e:
+                raise TransferFailed(f"connection lost after {start + got} bytes ({e}); the "
+                                     "part is kept and a rerun continues it") from None
+    if expected is not None and got < expected:
+        raise TransferFailed(f"connection closed after {start + got} of {start + expected} "
+                             "bytes; the part is kept and a rerun continues it")
 
 
 def fetch(asset: Asset, dest_dir: str, quiet: bool = False) -> str:
     """Download `asset` into `dest_dir` (unless already there and valid); return its path.
 
     For an archive with `members`, unpacks them into `dest_dir` and returns the folder.
-    Writes to a temp file and renames it into place only after the checksum passed,
-    so an interrupted or corrupt download never looks like a good file.
+    Downloads to a hidden `.partial` file, continued by the next call after an
+    interruption, and renames it into place only after the checksum passed, so an
+    interrupted or corrupt download never looks like a good file.
     """
     os.makedirs(dest_dir, exist_ok=True)
     target = os.path.join(dest_dir, asset.filename)
@@ -122,44 +170,32 @@ def fetch(asset: Asset, dest_dir: str, quiet: bool = False) -> str:
             return dest_dir
     elif os.path.isfile(target) and checksum_ok(asset, target):
         return target
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{asset.filename}.", suffix=".partial", dir=dest_dir)
+    partial = os.path.join(dest_dir, f".{asset.filename}.partial")
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(asset.url, timeout=TIMEOUT_S)
-            except urllib.error.HTTPError as e:
-                raise UsageError(f"cannot download {asset.filename}: {asset.url} answered "
-                                 f"HTTP {e.code} {e.reason}.\n"
-                                 + missing_message([asset], [dest_dir])) from None
-            except (urllib.error.URLError, socket.timeout, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise _offline_error(asset, dest_dir,
-                                     f"network unreachable ({reason})") from None
-            with response:
-                total = response.headers.get("Content-Length")
-                with _progress(int(total) if total else asset.size, asset.filename, quiet) as bar:
-                    try:
-                        for block in iter(lambda: response.read(_CHUNK), b""):
-                            out.write(block)
-                            bar.update(len(block))
-                    except (socket.timeout, OSError) as e:
-                        raise _offline_error(asset, dest_dir,
-                                             f"connection lost ({e})") from None
-        if not checksum_ok(asset, tmp):
-            got = sha256_of(tmp)
-            raise UsageError(f"{asset.filename} downloaded from {asset.url} is corrupt: "
-                             f"sha256 {got[:16]}... does not start with {asset.sha256} "
-                             f"(size {os.path.getsize(tmp)}). It was deleted; run "
-                             f"`{DOWNLOAD_HINT}` again, or fetch it by hand into {dest_dir}.")
-        if asset.members:
-            _unpack(asset, tmp, dest_dir)
-            return dest_dir
-        os.replace(tmp, target)
-        return target
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        transfer(asset.url, partial, quiet, asset.size)
+    except TransferFailed as e:
+        if e.status is None and os.path.exists(partial) and os.path.getsize(partial) == 0:
+            os.remove(partial)
+        if e.status is not None and os.path.exists(partial):
+            os.remove(partial)
+        raise UsageError(f"cannot download {asset.filename}: {e}.\n"
+                         + missing_message([asset], [dest_dir])) from None
+    if not checksum_ok(asset, partial):
+        got = sha256_of(partial)
+        size = os.path.getsize(partial)
+        os.remove(partial)
+        raise UsageError(f"{asset.filename} downloaded from {asset.url} is corrupt: "
+                         f"sha256 {got[:16]}... does not start with {asset.sha256} "
+                         f"(size {size}). It was deleted; run "
+                         f"`{DOWNLOAD_HINT}` again, or fetch it by hand into {dest_dir}.")
+    if asset.members:
+        try:
+            _unpack(asset, partial, dest_dir)
+        finally:
+            os.remove(partial)
+        return dest_dir
+    os.replace(partial, target)
+    return target
 
 
 def _unpack(asset: Asset, archive: str, dest_dir: str) -> None:

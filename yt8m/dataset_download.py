@@ -19,18 +19,14 @@ checked against the plan's MD5 and only then renamed; verified names are listed 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import itertools
 import json
 import os
 import re
-import socket
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
-from .assets import file_digest
+from .assets import TransferFailed, file_digest, open_url, transfer
 from .errors import UsageError
 from .report import Report
 
@@ -39,8 +35,6 @@ MIRROR_BASE = "http://{mirror}.data.yt8m.org"
 MIRRORS = ("us", "eu", "asia")
 KINDS = ("frame", "video", "frame_level", "video_level")
 SPLITS = ("train", "validate", "test")
-TIMEOUT_S = 60.0
-_CHUNK = 1 << 20
 _LETTERS = ([chr(c) for c in range(ord("a"), ord("z") + 1)]
             + [chr(c) for c in range(ord("A"), ord("Z") + 1)]
             + [chr(c) for c in range(ord("0"), ord("9") + 1)])
@@ -114,33 +108,15 @@ def md5_of(path: str) -> str:
     return file_digest(path, "md5")  # the mirrors publish MD5 sums
 
 
-class _Failed(Exception):
-    """One file could not be fetched; the reason goes into the report."""
-
-    def __init__(self, reason: str, status: int | None = None):
-        super().__init__(reason)
-        self.status = status
-
-
-def _open(url: str, headers: dict[str, str] | None = None):
-    try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
-                                      timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as e:
-        raise _Failed(f"{url} answered HTTP {e.code} {e.reason}", e.code) from None
-    except (urllib.error.URLError, socket.timeout, OSError) as e:
-        raise _Failed(f"cannot reach {url} ({getattr(e, 'reason', e)})") from None
-
-
 def load_plan(partition: Partition, out_dir: str, base_url: str | None = None) -> dict[str, str]:
     """{mirror file name: md5}; fetched once and kept in out_dir for resuming."""
     path = os.path.join(out_dir, partition.plan_filename)
     if not os.path.exists(path):
         url = partition.plan_url(base_url)
         try:
-            with _open(url) as response:
+            with open_url(url) as response:
                 body = response.read()
-        except _Failed as e:
+        except TransferFailed as e:
             raise UsageError(f"cannot get the file list of partition {partition}: {e}. Check "
                              "the partition name (e.g. 2/frame/train) and the network.") from None
         tmp = path + ".partial"
@@ -161,38 +137,8 @@ def load_plan(partition: Partition, out_dir: str, base_url: str | None = None) -
 
 def _fetch(url: str, target: str, md5: str, quiet: bool) -> None:
     """Download url to target via a .partial file (continued if present); verify MD5."""
-    from .cli_util import progress
-
     partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial")
-    have = os.path.getsize(partial) if os.path.exists(partial) else 0
-    try:
-        response = _open(url, {"Range": f"bytes={have}-"} if have else None)
-    except _Failed as e:
-        if e.status != 416:  # 416: nothing after `have`, the part may be whole already
-            raise
-        _verify_and_keep(partial, target, md5)
-        return
-    with response:
-        resumed = have > 0 and response.status == 206 \
-            and response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        got = 0
-        with open(partial, "ab" if resumed else "wb") as out, \
-                progress(total=(expected or 0) + (have if resumed else 0) or None,
-                         desc=os.path.basename(target), quiet=quiet, unit="B") as bar:
-            bar.update(have if resumed else 0)
-            try:
-                for block in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(block)
-                    got += len(block)
-                    bar.update(len(block))
-            except (OSError, socket.timeout, ValueError, http.client.HTTPException) as e:
-                raise _Failed(f"connection lost after {got} bytes ({e}); the part is kept "
-                              "and a rerun continues it") from None
-    if expected is not None and got < expected:
-        raise _Failed(f"connection closed after {got} of {expected} bytes; the part is kept "
-                      "and a rerun continues it")
+    transfer(url, partial, quiet)
     _verify_and_keep(partial, target, md5)
 
 
@@ -200,7 +146,7 @@ def _verify_and_keep(partial: str, target: str, md5: str) -> None:
     actual = md5_of(partial)
     if md5 and actual != md5:
         os.remove(partial)
-        raise _Failed(f"MD5 mismatch: the download has {actual}, the plan says {md5}; "
+        raise TransferFailed(f"MD5 mismatch: the download has {actual}, the plan says {md5}; "
                       "it was deleted, run again to retry")
     os.replace(partial, target)
 
@@ -239,7 +185,7 @@ def download_partition(partition: str, out_dir: str, shard: tuple[int, int] | No
             continue
         try:
             _fetch(url, target, plan[name], quiet)
-        except _Failed as e:
+        except TransferFailed as e:
             report.reject(url, str(e))
             continue
         with open(done_path, "a", encoding="utf-8") as f:
@@ -260,7 +206,7 @@ def default_out_dir(partition: str) -> str:
 def run_download(args) -> int:
     """`download --dataset P [--shard X,Y|I/N] [--mirror M] [--out DIR] [--quiet]` -> exit code."""
     out = args.out or default_out_dir(args.dataset)
-    report = download_partition(args.dataset, out, parse_dataset_shard(args.shard),
+    report = download_partition(args.dataset, out, parse_dataset_shard(args.part),
                                 mirror=args.mirror, quiet=args.quiet)
     report.write(out)
     return report.exit_code
