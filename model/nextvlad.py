@@ -22,10 +22,12 @@ depends on a fixed max_frames.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import MaskedBatchNorm1d, SEContextGating, make_classifier
+
+
+L2_EPSILON = 1e-12
 
 
 class NeXtVLAD(nn.Module):
@@ -59,7 +61,10 @@ class NeXtVLAD(nn.Module):
         groups = x.reshape(b, t * self.groups, self.group_dim)
         vlad = assign.transpose(1, 2) @ groups  # [B, K, D]: sum of a * x
         vlad = vlad - assign.sum(1).unsqueeze(-1) * self.centers  # minus sum of a * c
-        vlad = F.normalize(vlad, dim=-1)  # intra-normalisation
+        # Intra-normalisation as x / sqrt(sum x^2 + eps) (PaddlePaddle's form; smooth at 0).
+        # The same as x / ||x|| wherever a cluster holds any mass; near-empty clusters, which
+        # a short video leaves among K = 128, are where the forms differ.
+        vlad = vlad * torch.rsqrt(vlad.pow(2).sum(-1, keepdim=True) + L2_EPSILON)
         return self.vlad_bn(vlad.reshape(b, -1))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from model.paddle_nextvlad import PaddleLayout
 
 BN_EPSILON = 1e-5  # fluid.layers.batch_norm's default
-L2_EPSILON = 1e-12  # fluid.layers.l2_normalize's default
+L2_EPSILON = 1e-12  # fluid.layers.l2_normalize's default; its norm op adds it: x / sqrt(sum x^2 + eps)
 
 
 def _sigmoid(x):
@@ -45,7 +45,7 @@ def _nextvlad(x, p, name, clusters, groups, bn):
     reshaped = x.reshape(-1, groups, feature_size)  # [T, G, F]
     vlad = (activation @ reshaped).sum(0) - a  # [K, F]
     vlad = vlad.T  # [F, K]
-    vlad = vlad / np.sqrt(np.maximum((vlad ** 2).sum(0, keepdims=True), L2_EPSILON))
+    vlad = vlad / np.sqrt((vlad ** 2).sum(0, keepdims=True) + L2_EPSILON)  # l2_normalize(axis=1)
     return _batch_norm(vlad.reshape(-1), p, bn + 1)  # flattened F-major
 
 
