@@ -20,18 +20,24 @@ if [ ! -f "$STAMP" ]; then
     touch "$STAMP"
 fi
 
-need_ffmpeg() {
-    # The tests make edge-case clips (VP9, VFR, 6-channel audio, ...) with ffmpeg.
-    command -v ffmpeg >/dev/null && return
-    echo "installing ffmpeg (Debian package) for the tests" >&2
+need_test_tools() {
+    # The tests make edge-case clips (VP9, VFR, 6-channel audio, ...) with ffmpeg, and
+    # check the serve page in headless Chromium.
+    local missing=""
+    command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
+    command -v chromium >/dev/null || missing="$missing chromium"
+    command -v chromedriver >/dev/null || missing="$missing chromium-driver"
+    [ -z "$missing" ] && return
+    echo "installing$missing (Debian packages) for the tests" >&2
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 }
 
 case "${1:-demo}" in
     test)
-        need_ffmpeg
+        need_test_tools
         shift
+        "$VENV/bin/ruff" check .
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     demo)

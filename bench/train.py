@@ -63,7 +63,8 @@ def step_flops(config, batch: int, frames: int, device: torch.device, bf16: bool
     audio = torch.rand(batch, frames, 128, device=device)
     mask = torch.ones(batch, frames, device=device)
     labels = torch.zeros(batch, config.num_classes, device=device)
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else torch.autocast(device.type, enabled=False)
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 \
+        else torch.autocast(device.type, enabled=False)
     with FlopCounterMode(display=False) as counter:
         with ctx:
             _, loss = model(rgb, audio, mask, labels)

@@ -135,7 +135,7 @@ def run_extract(args: ExtractArgs) -> int:
             progress(total=len(todo), quiet=args.quiet, unit="video",
                      desc="extract (RANDOM WEIGHTS)" if extractor.random_weights
                      else "extract") as bar:
-        for (path, result), vid in zip(extractor.extract_paths(paths, todo), todo):
+        for (_path, result), vid in zip(extractor.extract_paths(paths, todo), todo):
             bar.update(1)
             if isinstance(result, Exception):
                 report.reject(vid, result.reason)

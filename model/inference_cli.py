@@ -90,9 +90,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser(
         "serve", help="HTTP service: POST a video, get its labels as JSON",
-        description="Serve a model over HTTP (FastAPI + uvicorn). POST /classify with the "
-                    "multipart field `video` answers with the clip's object of classify --json; "
-                    "GET /health; GET /labels. Example: curl -F video=@clip.mp4 "
+        description="Serve a model over HTTP (FastAPI + uvicorn). GET / is a page to try it "
+                    "in a browser; POST /classify with the multipart field `video` answers with "
+                    "the clip's object of classify --json (query segments=1 adds 5-second "
+                    "segments); GET /health; GET /labels. Example: curl -F video=@clip.mp4 "
                     "http://127.0.0.1:8000/classify")
     _add_model(p)
     p.add_argument("--host", default="127.0.0.1",
@@ -236,7 +237,8 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(host=args.host, port=args.port,
                              max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                              timeout_s=args.timeout_s, max_batch=args.max_batch,
-                             batch_wait_s=args.batch_wait_ms / 1000.0, temp_dir=args.temp_dir,
+                             batch_wait_s=args.batch_wait_ms / 1000.0, top_k=args.top_k,
+                             temp_dir=args.temp_dir,
                              quiet=args.quiet)
     serve(classifier, settings)
     return 0

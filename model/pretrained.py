@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from yt8m.assets import cache_dir, fetch, sha256_of
+from yt8m.assets import Weights, cache_dir, fetch, sha256_of
 from yt8m.errors import UsageError
 from yt8m.vocabulary import Vocabulary
 
@@ -25,16 +25,19 @@ def pretrained_dir() -> str:
     return os.path.join(cache_dir(), "models", PRETRAINED_FOLDER)
 
 
-def download_pretrained(weights_dir: str | None = None, quiet: bool = False) -> str:
+def download_pretrained(weights_dir: str | None = None, quiet: bool = False,
+                        published: Weights = PADDLE_NEXTVLAD, layout: PaddleLayout | None = None,
+                        vocabulary: Vocabulary | None = None) -> str:
     """Fetch the published file (resumable) and convert it unless already converted; the
-    model folder. The official vocabulary's names are used when they are in the cache."""
-    source = fetch(PADDLE_NEXTVLAD.asset, weights_dir or cache_dir(), quiet=quiet)
+    model folder. The official vocabulary's names are used when they are in the cache.
+    (`published`, `layout`, `vocabulary`: what is published; other values serve tests.)"""
+    source = fetch(published.asset, weights_dir or cache_dir(), quiet=quiet)
     folder = pretrained_dir()
-    vocabulary = Vocabulary.official()
+    vocabulary = vocabulary or Vocabulary.official()
     if _converted_from(folder, source, vocabulary):
         return folder
     print(f"converting {source} -> {folder}", file=sys.stderr)
-    convert_file(source, folder, vocabulary, require=PaddleLayout())
+    convert_file(source, folder, vocabulary, require=layout or PaddleLayout())
     return folder
 
 

@@ -1,8 +1,11 @@
 """`python pipeline.py serve`: the classifier over HTTP (FastAPI on uvicorn).
 
+    GET  /           a page to try it in a browser: pick or drop a clip, see its labels
+                     (and a timeline of 5-second segments); self-contained, works offline
     POST /classify   multipart/form-data with the field `video` -> the clip's object of
                      `classify --json`: {"video", "labels": [{"id", "name", "score"}],
-                     "random_weights"}
+                     "random_weights"}; query `segments=1` adds "segments", `top_k=N`
+                     sets the number of labels (default: the server's --top-k)
     GET  /health     {"status": "ok", model, classes, random_weights, uploads_in_flight}
     GET  /labels     the model's vocabulary
 
@@ -24,19 +27,21 @@ file), 413 too large, 422 not a decodable video (with the decoder's reason),
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.requests import ClientDisconnect
 
 from yt8m.errors import RejectedInput
@@ -53,6 +58,7 @@ class ServeSettings:
     timeout_s: float = 300.0
     max_batch: int = 8
     batch_wait_s: float = 0.01
+    top_k: int = 20
     temp_dir: str | None = None  # None: a fresh folder under the system's temp dir
     quiet: bool = False
 
@@ -72,6 +78,8 @@ class _Job:
     path: str
     name: str
     future: asyncio.Future
+    top_k: int = 20
+    segments: bool = False
 
 
 @dataclass
@@ -104,9 +112,9 @@ class Batcher:
         if self._pool:
             self._pool.shutdown(wait=True)
 
-    async def submit(self, path: str, name: str) -> asyncio.Future:
+    async def submit(self, path: str, name: str, top_k: int, segments: bool) -> asyncio.Future:
         """Queue an upload; from now on the batcher removes its file."""
-        job = _Job(path, name, asyncio.get_running_loop().create_future())
+        job = _Job(path, name, asyncio.get_running_loop().create_future(), top_k, segments)
         await self._queue.put(job)
         return job.future
 
@@ -152,12 +160,24 @@ class Batcher:
     def _run(self, jobs: list[_Job]) -> dict[str, ClipResult | RejectedInput]:
         """In the worker thread: extraction + model for the whole batch; files removed."""
         paths = [j.path for j in jobs]
+        # One pass for the batch with the most any request asked for; each gets its share.
+        options = dataclasses.replace(self.classifier.options, top_k=max(j.top_k for j in jobs),
+                                      segments=any(j.segments for j in jobs))
         try:
-            outputs = list(self.classifier.classify(paths, [j.name for j in jobs]))
-            return {path: got for path, (_, got) in zip(paths, outputs)}  # input order
+            outputs = list(self.classifier.classify(paths, [j.name for j in jobs], options))
+            return {job.path: _trim(got, job) for job, (_, got) in zip(jobs, outputs)}
         finally:
             for job in jobs:
                 _discard(job)
+
+
+def _trim(got: ClipResult | RejectedInput, job: _Job) -> ClipResult | RejectedInput:
+    if isinstance(got, RejectedInput):
+        return got
+    segments = None
+    if job.segments and got.segments is not None:
+        segments = [dict(s, labels=s["labels"][:job.top_k]) for s in got.segments]
+    return dataclasses.replace(got, labels=got.labels[:job.top_k], segments=segments)
 
 
 def _discard(job: _Job) -> None:
@@ -295,9 +315,17 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     def problem(status: int, message: str) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status)
 
+    page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        return page
+
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": loaded.path, "architecture": loaded.config.name,
+        # The model folder's name only: a path would tell clients about this machine.
+        model_name = os.path.basename(os.path.dirname(loaded.path)) or "model"
+        return {"status": "ok", "model": model_name, "architecture": loaded.config.name,
                 "classes": len(loaded.vocabulary), "vocabulary": loaded.vocabulary.name,
                 "random_weights": classifier.random_weights,
                 "uploads_in_flight": len(os.listdir(upload_dir)), "batches": batcher.batches}
@@ -311,14 +339,20 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     @app.post("/classify", openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": [FIELD], "properties": {
             FIELD: {"type": "string", "format": "binary"}}}}}}})
-    async def classify(request: Request):
+    async def classify(request: Request, segments: bool = False, top_k: int | None = None):
+        top_k = settings.top_k if top_k is None else top_k
+        if top_k < 1:
+            return problem(400, "top_k must be at least 1")
+        if segments and loaded.video_level:
+            return problem(422, f"segments need a frame-level model; this one is the "
+                                f"video-level {loaded.config.name!r}")
         try:
             path, name = await receive_upload(request, upload_dir, settings.max_upload_bytes)
         except HTTPProblem as e:
             return problem(e.status, e.message)
         except ClientDisconnect:  # the client went away mid-upload; its file is already gone
             return problem(400, "client disconnected during the upload")
-        future = await batcher.submit(path, name)
+        future = await batcher.submit(path, name, top_k, segments)
         try:
             got = await asyncio.wait_for(asyncio.shield(future), settings.timeout_s)
         except asyncio.TimeoutError:

@@ -116,7 +116,8 @@ def check_model_fits_data(config: ModelConfig, shards: ShardSet) -> None:
     video_data = shards.meta.kind == VIDEO
     if config.video_level != video_data:
         kind = "video-level" if video_data else "frame-level"
-        choices = "logistic or moe" if video_data else "nextvlad, mix-nextvlad, netvlad, dbof or mean-logistic"
+        choices = "logistic or moe" if video_data else \
+            "nextvlad, mix-nextvlad, netvlad, dbof or mean-logistic"
         raise UsageError(f"--model {config.name} cannot train on {shards.data_dir}, which holds "
                          f"{kind} shards; use --model {choices}.")
 
@@ -210,7 +211,8 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
     train_model = model
     if ddp.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     autocast, precision = autocast_for(device, tc.precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None

@@ -4,12 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
+from http_mirror import Mirror
 from test_tfrecord import frame_level, tf_frame
 from yt8m.dataset_download import download_partition, official_file_name, parse_dataset_shard
 from yt8m.errors import UsageError
@@ -17,56 +16,6 @@ from yt8m.importer import import_tfrecords
 from yt8m.store import ShardSet
 
 NAMES = ["trainaa", "trainab", "trainaZ", "trainba", "train09", "trainZZ"]  # mirror names
-
-
-class Mirror:
-    """Serves {url path: bytes}; optional Range support, connection cuts, request log."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.ranges = True
-        self.cut_after: dict[str, int] = {}  # path -> bytes sent before the connection drops
-        self.requests: list[tuple[str, str | None]] = []
-        mirror = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                mirror.requests.append((self.path, self.headers.get("Range")))
-                body = mirror.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start, status = 0, 200
-                rng = self.headers.get("Range")
-                if rng and mirror.ranges:
-                    start = int(rng.removeprefix("bytes=").rstrip("-"))
-                    if start >= len(body):
-                        self.send_error(416)
-                        return
-                    status = 206
-                self.send_response(status)
-                if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
-                cut = mirror.cut_after.pop(self.path, None)
-                self.wfile.write(body[start:] if cut is None else body[start:start + cut])
-                if cut is not None:
-                    self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def add_partition(self, partition: str, bodies: dict[str, bytes], md5s: dict[str, str] | None = None):
-        version, kind, split = partition.split("/")
-        plan = {"files": {n: (md5s or {}).get(n) or hashlib.md5(b).hexdigest() for n, b in bodies.items()}}
-        self.files[f"/{version}/download_plans/{kind}_{split}.json"] = json.dumps(plan).encode()
-        for name, body in bodies.items():
-            self.files[f"/{partition}/{name}"] = body
 
 
 @pytest.fixture

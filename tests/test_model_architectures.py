@@ -33,7 +33,8 @@ def test_nextvlad_default_parameter_count_matches_the_paper():
     assert paper_streams == 79_844_352  # the authors' "79M parameters" (slides, ECCV 2018 workshop)
     # What the formula leaves out, each written from the architecture:
     biases = (lam * n_v + g) + (lam * n_a + g // 2)  # expansion and attention FCs
-    stream_bn = 2 * (g * k + k * lam * n_v // g) + 2 * ((g // 2) * (k // 2) + (k // 2) * lam * n_a // (g // 2))
+    stream_bn = 2 * (g * k + k * lam * n_v // g) \
+        + 2 * ((g // 2) * (k // 2) + (k // 2) * lam * n_a // (g // 2))
     head = 2 * h + (2 * h * (h // r) + 2 * (h // r)) + (h * c + c)  # hidden BN, SE gating, logistic
     model = build_model(ModelConfig("nextvlad", num_classes=c))
     total = count(model)

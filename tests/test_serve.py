@@ -213,3 +213,58 @@ def test_timeout_answers_504_and_the_upload_is_still_removed(tmp_path_factory, t
             time.sleep(0.1)  # the batch already running finishes, then removes its file
         assert os.listdir(uploads) == []
     assert os.listdir(uploads) == []
+
+
+def test_segments_and_top_k_per_request(server):
+    base, tiny, _, _ = server
+    with open(tiny.clip("carphone_distorted.mp4"), "rb") as f:  # under the 1 MB upload limit
+        response = httpx.post(f"{base}/classify", params={"segments": "1", "top_k": "3"},
+                              files={"video": ("carphone.mp4", f)}, timeout=300)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["labels"]) == 3
+    assert body["segments"][0]["start_time"] == 0 and len(body["segments"][0]["labels"]) == 3
+    assert post_clip(base, tiny.clip("carphone_pristine.mp4")).json().get("segments") is None
+    bad = httpx.post(f"{base}/classify?top_k=0", files={"video": ("a.mp4", b"x")}, timeout=30)
+    assert bad.status_code == 400 and "top_k" in bad.json()["detail"]
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                    reason="needs Debian's chromium and chromium-driver packages")
+def test_page_in_headless_chromium_shows_labels_and_a_timeline(server, tmp_path):
+    """As a person would: open the page, pick a clip, ask for segments, click, read the labels."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, tiny, _, _ = server
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1000,1100"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    try:
+        driver.get(base + "/")
+        assert "YouTube-8M" in driver.title
+        WebDriverWait(driver, 30).until(
+            lambda d: "classes" in d.find_element(By.ID, "model").text)  # /health answered
+        driver.find_element(By.ID, "file").send_keys(tiny.clip("carphone_pristine.mp4"))
+        driver.find_element(By.ID, "segments").click()
+        driver.find_element(By.ID, "go").click()
+        WebDriverWait(driver, 300).until(
+            lambda d: d.find_element(By.ID, "status").text in ("done",) or
+            "error" in d.find_element(By.ID, "status").get_attribute("class"))
+        assert driver.find_element(By.ID, "status").text == "done"
+        rows = driver.find_elements(By.CSS_SELECTOR, "#labels tr.label")
+        assert len(rows) == min(10, len(tiny.names))  # the page asks for the top 10
+        assert rows[0].find_elements(By.TAG_NAME, "td")[0].text in tiny.names
+        segments = driver.find_elements(By.CSS_SELECTOR, "#timeline .seg")
+        assert len(segments) >= 1 and segments[0].text.startswith(f"0–{MAX_FRAMES} s")
+        assert "randomly initialised" in driver.find_element(By.ID, "warning").text
+        driver.save_screenshot(os.environ.get("PAGE_SCREENSHOT", str(tmp_path / "page.png")))
+    finally:
+        driver.quit()

@@ -26,7 +26,8 @@ def make_video(i: int, frames: int, seed: int = 0) -> VideoRecord:
     rng = np.random.default_rng(seed * 100003 + i)
     segs = rng.integers(0, 3)
     return VideoRecord(
-        id=f"videos/clip {i:04d}.mp4", labels=np.sort(rng.choice(50, rng.integers(0, 4), replace=False)).astype(np.int32),
+        id=f"videos/clip {i:04d}.mp4",
+        labels=np.sort(rng.choice(50, rng.integers(0, 4), replace=False)).astype(np.int32),
         rgb=rng.integers(0, 256, (frames, 1024), dtype=np.uint8),
         audio=rng.integers(0, 256, (frames, 128), dtype=np.uint8), has_audio=bool(i % 3),
         segment_start_times=(np.arange(segs) * 5).astype(np.int32),

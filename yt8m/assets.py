@@ -115,7 +115,8 @@ def open_url(url: str, headers: dict[str, str] | None = None):
     except urllib.error.HTTPError as e:
         raise TransferFailed(f"{url} answered HTTP {e.code} {e.reason}", e.code) from None
     except (urllib.error.URLError, socket.timeout, OSError) as e:
-        raise TransferFailed(f"cannot reach {url} ({getattr(e, 'reason', e)})") from None
+        raise TransferFailed(f"cannot reach {url}: network unreachable "
+                             f"({getattr(e, 'reason', e)})") from None
 
 
 def transfer(url: str, partial: str, quiet: bool = False, size_hint: int | None = None) -> None:
