@@ -11,10 +11,12 @@ three of them and classifies the pristine car-phone clip it has not seen.
 Every step is the real command line (`python pipeline.py ...` in a subprocess),
 so the demo shows exactly what a user types. Output goes to demo_out/ (gitignored).
 
-Weights: with the published Inception and VGGish weights on disk (the download
-cache, or --weights-dir) the demo uses them. Without them (this toolkit cannot
-fetch them offline) it says so and uses --random-weights: seeded, randomly
-initialised backbones. Those still map two near-identical clips to
+First it runs `python pipeline.py download`. Where the network is reachable that
+brings the published Inception and VGGish weights, the published PCA, the
+vocabulary and PaddlePaddle's YouTube-8M NeXtVLAD (converted on arrival), and the
+demo prints real YouTube-8M labels for every sample clip before training its own
+small model. Offline the download fails fast, the demo says so, and uses
+--random-weights: seeded, randomly initialised backbones. Those still map two near-identical clips to
 near-identical features, so the held-out car-phone clip can get the labels of
 its distorted twin, but the features carry no learnt meaning.
 
@@ -79,6 +81,28 @@ def published_weights(weights_dir: str | None) -> bool:
         return False
 
 
+def try_download(weights_dir: str | None, pca_dir: str) -> bool:
+    """`python pipeline.py download`; False (and why, in one line) when it could not finish."""
+    args = ["download", "--pca-dir", pca_dir, "--quiet"]
+    if weights_dir:
+        args += ["--weights-dir", weights_dir]
+    say(f"\n== fetch the published weights, PCA, vocabulary and model\n$ python pipeline.py "
+        f"{' '.join(args)}")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), *args], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode == 0:
+        return True
+    first = next((line for line in result.stderr.splitlines() if line.strip()), "no reason given")
+    say(f"   could not download: {first.removeprefix('error: ')}")
+    return False
+
+
+def pretrained_model() -> str | None:
+    from model.pretrained import pretrained_dir
+    folder = pretrained_dir()
+    return folder if os.path.isfile(os.path.join(folder, "checkpoint.pt")) else None
+
+
 def published_pca(pca_dir: str) -> bool:
     from extract.pca import FITTED_MARKER, load_pca
     from yt8m.errors import UsageError
@@ -125,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"held-out clip: {HELD_OUT} (the same scene as carphone_distorted.mp4, without "
         "its compression artefacts)")
 
+    if not args.random_weights:
+        try_download(args.weights_dir, args.pca_dir)
     random = args.random_weights or not published_weights(args.weights_dir)
     flags = ["--max-frames", str(args.max_frames)]
     if args.weights_dir:
@@ -133,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         flags.append("--random-weights")
         say("\nBACKBONES: --random-weights. " + (
             "You asked for it." if args.random_weights else
-            "The published Inception-v3 and VGGish weights are not on this machine, and the "
-            "demo does not download them (run `python pipeline.py download` with network "
-            "access, or pass --weights-dir).") +
+            "The published Inception-v3 and VGGish weights are not on this machine and could "
+            "not be downloaded (run `python pipeline.py download` where the network is "
+            "reachable, or pass --weights-dir).") +
             " The backbones are seeded random networks: the features are not YouTube-8M's, "
             "every output is marked 'random weights', and the labels below only show that "
             "the chain runs end to end (near-identical clips still get near-identical "
@@ -155,6 +181,18 @@ def main(argv: list[str] | None = None) -> int:
             "components are zero.")
         step("fit PCA on the sample clips", "fit-pca", "--videos", videos, "--out", pca_dir,
              *flags, "--workers", "1")
+
+    published_model = pretrained_model()
+    if not random and pca_dir == args.pca_dir and published_model:
+        step("real YouTube-8M labels from the published NeXtVLAD (PaddlePaddle, 3862 classes)",
+             "classify", *(os.path.join(clips, n) for n in [*TRAIN, HELD_OUT]), "--model",
+             published_model, "--pca-dir", pca_dir, *flags, "--top-k", "5", "--workers", "1",
+             "--quiet")
+    else:
+        say("\nPUBLISHED MODEL: not used. It was trained on features of the published "
+            "backbones and PCA" + ("" if published_model else ", and it is not downloaded")
+            + "; with random backbones its labels would be noise. The chain below trains a "
+            "small model of its own instead.")
 
     features = os.path.join(out, "features")
     runs = os.path.join(out, "runs")
