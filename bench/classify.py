@@ -8,7 +8,10 @@
    `--repeats` each, interleaved). Target: overhead <= 10%.
 2. Model load time: a full-size NeXtVLAD checkpoint (the paper's K=128, G=8,
    lambda=2, H=2048, 3862 classes; random weights, real architecture and keys).
-3. Server throughput: `--requests` short clips sent to a running `serve` all at
+3. The published model: converting a full-size `NEXTVLAD.pdparams` (PaddlePaddle's
+   layout, random values, 341 MiB), then loading the converted folder, each in a
+   fresh process: wall time and peak RSS (`--conversion-only` runs just this).
+4. Server throughput: `--requests` short clips sent to a running `serve` all at
    once versus one after another, and versus one `classify` process per clip
    (what a user without a server pays: start-up, model and backbone loading).
 
@@ -67,6 +70,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Peak RSS from /proc's VmHWM: ru_maxrss would carry the parent's peak across exec.
+_CHILD = """
+import sys, time
+sys.path[:0] = [{root!r}, {tests!r}]
+t = time.perf_counter()
+{body}
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(f"{{time.perf_counter() - t:.2f}} {{int(hwm) / 1024:.0f}}")
+"""
+
+
+def _child(body: str) -> tuple[float, float]:
+    """Run `body` in a fresh Python; (seconds, peak RSS in MB)."""
+    code = _CHILD.format(root=ROOT, tests=os.path.join(ROOT, "tests"), body=body)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    seconds, rss = out.stdout.split()[-2:]
+    return float(seconds), float(rss)
+
+
+def bench_conversion(work: str) -> None:
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from model.paddle_nextvlad import PaddleLayout
+    from paddle_reference import random_params, write_pdparams
+
+    source = write_pdparams(random_params(PaddleLayout()), os.path.join(work, "NEXTVLAD.pdparams"))
+    size = os.path.getsize(source) / 2**20
+    out = os.path.join(work, "converted")
+    convert_s, convert_rss = _child(
+        "from model.paddle_nextvlad import PaddleLayout, convert_file\n"
+        "from yt8m.vocabulary import Vocabulary\n"
+        f"convert_file({source!r}, {out!r}, Vocabulary.official_unnamed(), require=PaddleLayout())")
+    load_s, load_rss = _child("from model.checkpoint import load_for_inference\n"
+                              f"load_for_inference({out!r})")
+    base_s, base_rss = _child("import torch, numpy, model.checkpoint")
+    print(f"conversion of {size:.0f} MiB .pdparams: {convert_s:.1f} s, peak RSS {convert_rss:.0f} MB")
+    print(f"load of the converted model:      {load_s:.1f} s, peak RSS {load_rss:.0f} MB "
+          f"({load_rss - base_rss:.0f} MB over importing torch, {base_rss:.0f} MB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60)
@@ -77,7 +119,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--skip-server", action="store_true", help="only the latency part")
+    parser.add_argument("--conversion-only", action="store_true",
+                        help="only the published model's conversion and load")
     args = parser.parse_args()
+    if args.conversion_only:
+        bench_conversion(tempfile.mkdtemp(prefix="bench-convert-"))
+        return
 
     import torch
     if args.threads:

@@ -37,6 +37,23 @@ VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by 
     description="VGGish PCA parameters, PyTorch port",
 )
 WEIGHTS = (INCEPTION_WEIGHTS, VGGISH_WEIGHTS)
+
+# Published test data with known values, so that a machine with the real assets can
+# prove the chain (tests/test_published_assets.py). Small; no checksums are published.
+_TESTDATA = "https://raw.githubusercontent.com/google/youtube-8m/master/feature_extractor/testdata"
+REFERENCE_DATA = (
+    Asset("sports1m_frame.pkl", f"{_TESTDATA}/sports1m_frame.pkl",
+          description="YouTube-8M starter code: an Inception pool_3 vector before and after "
+                      "the published PCA"),
+    Asset("AO7u7fwGzJQ_at_second_0.jpg", f"{_TESTDATA}/AO7u7fwGzJQ_at_second_0.jpg",
+          description="YouTube-8M starter code: a frame"),
+    Asset("AO7u7fwGzJQ_at_second_0_feats.json", f"{_TESTDATA}/AO7u7fwGzJQ_at_second_0_feats.json",
+          description="YouTube-8M starter code: that frame's pool_3 features"),
+)
+
+
+def reference_dir() -> str:
+    return os.path.join(cache_dir(), "reference")
 PCA_ASSETS = (YT8M_PCA, VGGISH_PCA)
 
 
@@ -81,6 +98,7 @@ def download_all(dest_dir: str | None = None, pca_dir: str = DEFAULT_PCA_DIR,
                          f"folder, or move the fitted files out of {pca_dir}.")
     for asset in PCA_ASSETS:
         paths.append(fetch(asset, pca_dir, quiet=quiet))
+    paths += [fetch(asset, reference_dir(), quiet=quiet) for asset in REFERENCE_DATA]
     if vocabulary_dir:
         paths.append(fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=quiet))
     return paths

@@ -196,9 +196,10 @@ def load_for_inference(path: str, device: str | torch.device = "cpu") -> LoadedM
     """A checkpoint file or model folder -> LoadedModel in eval mode; UsageError if unusable."""
     device = torch.device(device)
     ckpt = Checkpoint.load(path)
-    model = build_model(ckpt.config)
+    with torch.device("meta"):  # no random init and no second copy: the loaded tensors are used
+        model = build_model(ckpt.config)
     try:
-        model.load_state_dict(ckpt.weights)
+        model.load_state_dict(ckpt.weights, assign=True)
     except RuntimeError as e:
         raise UsageError(f"{checkpoint_path(path)} does not match its own model configuration "
                          f"({str(e).splitlines()[0]}). Retrain or pass another --model.") from None

@@ -163,10 +163,13 @@ def test_download_all_puts_weights_in_cache_and_pca_in_pca_dir(server, monkeypat
                 members=("mean.npy", "eigenvals.npy", "eigenvecs.npy"))
     monkeypatch.setattr(extract_assets, "WEIGHTS", (weights,))
     monkeypatch.setattr(extract_assets, "PCA_ASSETS", (tgz,))
+    reference = Asset("weights-0123.pth", f"{server}/weights-0123.pth")
+    monkeypatch.setattr(extract_assets, "REFERENCE_DATA", (reference,))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     paths = extract_assets.download_all(None, pca_dir=str(tmp_path / "pca"), quiet=True)
     assert paths == [str(tmp_path / "xdg" / "yt8m-toolkit" / "weights-0123.pth"),
-                     str(tmp_path / "pca")]
+                     str(tmp_path / "pca"),
+                     str(tmp_path / "xdg" / "yt8m-toolkit" / "reference" / "weights-0123.pth")]
     assert sorted(os.listdir(tmp_path / "pca")) == ["eigenvals.npy", "eigenvecs.npy", "mean.npy"]
 
 
