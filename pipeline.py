@@ -2,7 +2,7 @@
 """Raw video -> YouTube-8M features -> NeXtVLAD -> labels. One command line for all of it.
 
 Each package adds its own subcommands; this file only parses and maps expected
-failures to exit codes (SPEC section 2): 0 ok, 2 bad usage/configuration, 3 some
+failures to exit codes (docs/reference.md, "Exit codes"): 0 ok, 2 bad usage/configuration, 3 some
 inputs rejected.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Decoding with decord: one frame per second and the audio track (SPEC section 3).
+"""Decoding with decord: one frame per second and the audio track (docs/reference.md, "Representation").
 
 Frames. The frame of second k is the one *shown* at t = k s: the frame with the
 largest presentation time <= t, times taken from the stream's own timestamps

@@ -1,4 +1,4 @@
-"""One video's features from decoded pixels and sound (SPEC section 3).
+"""One video's features from decoded pixels and sound (docs/reference.md, "Representation").
 
     frames (uint8 RGB) -> TF1 resize 299x299 -> Inception-v3 pool_3 [T, 2048]
         -> YouTube-8M PCA [T, 1024] -> quantize -> uint8 rgb

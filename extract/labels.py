@@ -1,4 +1,4 @@
-"""The `extract --labels CSV` file: which labels each video has (SPEC section 2).
+"""The `extract --labels CSV` file: which labels each video has (README, "Labels").
 
     video,labels
     holiday/beach.mp4,Beach;Sea

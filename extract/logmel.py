@@ -1,4 +1,4 @@
-"""VGGish's log-mel frontend in torch (SPEC section 3; AudioSet's mel_features.py).
+"""VGGish's log-mel frontend in torch (docs/reference.md, "Representation"; AudioSet's mel_features.py).
 
 16 kHz mono waveform -> frames of 25 ms (400 samples) every 10 ms (160), only
 whole frames, no padding -> periodic Hann -> |rfft| with 512 points (257 bins) ->

@@ -1,9 +1,9 @@
-"""PCA + whitening of both streams (SPEC section 3), with the published parameters
+"""PCA + whitening of both streams (docs/reference.md, "Representation"), with the published parameters
 or ones fitted on a user's own videos.
 
 Visual (YouTube-8M `yt8m_pca.tgz`): `mean.npy` (2048, 1), `eigenvals.npy` (2048, 1),
 `eigenvecs.npy` (2048, 2048) with one eigenvector per ROW (Google's extractor
-transposes it: `eigenvecs.T[:, :1024]`; that transposed matrix is the SPEC's
+transposes it: `eigenvecs.T[:, :1024]`; that transposed matrix is the reference's
 `eigenvecs`). Applied as
 
     ((x - mean) @ eigenvecs.T[:, :1024]) / sqrt(eigenvals[:1024] + 1e-4)

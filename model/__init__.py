@@ -1,4 +1,4 @@
-"""Features -> labels: NeXtVLAD and baselines, training, evaluation (issue 5).
+"""Features -> labels: NeXtVLAD and baselines, training, evaluation.
 
 One architecture per module (`nextvlad`, `netvlad`, `dbof`, `frame_mean`,
 `video_level`, `mix_nextvlad`), shared pieces in `layers`, `config.build_model`

@@ -26,7 +26,7 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _add_extraction(p: argparse.ArgumentParser) -> None:
-    """The extraction flags that apply to raw clips (SPEC section 2's common flags)."""
+    """The extraction flags that apply to raw clips (the common flags of docs/reference.md)."""
     from yt8m.representation import DEFAULT_MAX_FRAMES
 
     p.add_argument("--weights-dir", default=None, metavar="DIR",

@@ -192,7 +192,7 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     model = build_model(mc).to(device)
     if mc.reverse_whitening and hasattr(model, "rgb_scale"):
-        # Undo the whitening's division by sqrt(eigenvalue + 1e-4) (SPEC section 3).
+        # Undo the whitening's division by sqrt(eigenvalue + 1e-4) (docs/reference.md, "Representation").
         eig = rgb_eigenvalues(shards, tc.pca_dir)
         with torch.no_grad():
             model.rgb_scale.copy_(torch.from_numpy(np.sqrt(eig + 1e-4)).to(device))

@@ -1,4 +1,4 @@
-"""Exceptions that map to the command line's exit codes (SPEC section 2)."""
+"""Exceptions that map to the command line's exit codes (docs/reference.md, "Exit codes")."""
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad usage or configuration: nothing (more) was done

@@ -1,4 +1,4 @@
-"""The YouTube-8M frame representation (SPEC section 3) in one place.
+"""The YouTube-8M frame representation (docs/reference.md, "Representation") in one place.
 
 Constants, the 8-bit quantizer, and `Representation`: the provenance record that
 says how features were made, so that a model refuses features made differently.

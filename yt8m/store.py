@@ -1,4 +1,4 @@
-"""The shard store: many videos per HDF5 file, ragged, written atomically (SPEC section 4).
+"""The shard store: many videos per HDF5 file, ragged, written atomically (docs/reference.md, "Shards").
 
 One shard file holds a few hundred videos. Frame-level shards keep every frame of
 every video back to back in two contiguous uint8 datasets (`rgb` [F, 1024] and
