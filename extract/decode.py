@@ -1,4 +1,4 @@
-"""Decoding with decord: one frame per second and the audio track (docs/reference.md, "Representation").
+"""Decoding: one frame per second and the audio track (docs/reference.md, "Representation").
 
 Frames. The frame of second k is the one *shown* at t = k s: the frame with the
 largest presentation time <= t, times taken from the stream's own timestamps
@@ -15,14 +15,14 @@ memory does not grow with the video's length or resolution. Between chunks the
 reader seeks, which empties decord's internal frame queue: left alone, decord's
 decoder thread runs ahead without bound while the consumer is busy.
 
-Rotation: decord applies the stream's display matrix (the `rotate` tag phones
-write), so a portrait phone clip comes out upright, as a player shows it; the
-tests check this against ffmpeg's own auto-rotated output.
+Two decoders. decord is the primary one. PyAV (extract/decode_av.py, FFmpeg's
+own decoders) takes over for a stream with a display rotation (decord ignores
+it, and fails on 90-degree turns), and when decord fails or returns something
+impossible (a wrong channel count or size, no frames where FFmpeg finds some).
+Only what neither can decode is rejected. Both apply the same frame rule, and on
+clips both decode they give identical frames.
 
-Audio. decord's AudioReader at the track's native rate, all channels, averaged
-to mono and resampled to 16 kHz (extract/resample.py). decord decodes the
-whole track at once (about 11 MB per minute of 48 kHz stereo); only the first
-`max_frames` seconds are kept. Sample 0 is taken as t = 0 of the video.
+Audio is decoded as a stream by PyAV, only as far as needed (extract/decode_av.py).
 
 Inputs that are not decodable videos raise RejectedInput with a reason that
 says what the file is (empty, truncated, an image, text, audio only, ...).
@@ -33,10 +33,8 @@ import math
 import os
 import re
 import stat
-import sys
-import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -223,113 +221,126 @@ def _open_failed(path: str, name: str, head: bytes, error: Exception) -> Rejecte
 
 # --------------------------------------------------------------------------- video
 
+class DecoderFailed(RejectedInput):
+    """decord could not decode what may still be a good video: the other decoder tries.
+    (A plain RejectedInput is a verdict on the file itself: zero duration, no video.)"""
+
+
+@dataclass
+class DecordVideo:
+    """A video decoded by decord: `info` (the frame rule's result) and `chunks()`."""
+
+    reader: object = field(repr=False)
+    info: VideoInfo
+    name: str
+    decoder: str = "decord"
+
+    @classmethod
+    def open(cls, path: str, max_frames: int, name: str, head: bytes,
+             num_threads: int = DECODE_THREADS) -> "DecordVideo":
+        decord = _decord()
+        try:
+            reader = decord.VideoReader(path, num_threads=num_threads)
+        except Exception as e:  # noqa: BLE001 - decord raises RuntimeError/DECORDError/Assertion
+            verdict = _open_failed(path, name, head, e)
+            if "no video stream" in verdict.reason or "not a video" in verdict.reason:
+                raise verdict from None
+            raise DecoderFailed(name, verdict.reason) from None
+        n = len(reader)
+        if n <= 0:
+            raise DecoderFailed(name, "no video frames in the video stream")
+        pts = np.asarray(reader.get_frame_timestamp(np.arange(n)), dtype=np.float64)
+        if not (np.isfinite(pts).all() and np.abs(pts).max() < _MAX_SANE_TIME_S):
+            if n == 1:
+                raise RejectedInput(name, "zero duration: a single frame without a duration "
+                                          "(a still image, not a video)")
+            fps = reader.get_avg_fps() or 25.0  # no timestamps at all: assume a constant rate
+            pts = np.stack([np.arange(n), np.arange(1, n + 1)], axis=1) / fps
+        indices, duration = frame_indices(pts[:, 0], pts[:, 1], max_frames)
+        if len(indices) == 0:
+            raise RejectedInput(name, f"zero duration ({duration:.3f} s): shorter than one "
+                                      "frame interval")
+        try:
+            first = reader.get_batch([0]).asnumpy()
+            reader.seek(0)  # stop decord decoding ahead until the frames are asked for
+        except Exception as e:  # noqa: BLE001
+            raise DecoderFailed(name, f"corrupt video stream: the first frame does not decode "
+                                      f"({short_reason(e)})") from None
+        if first.ndim != 4 or first.shape[0] != 1 or first.shape[3] != 3 or min(first.shape[1:3]) < 1:
+            raise DecoderFailed(name, f"decord returned an impossible frame of shape "
+                                      f"{tuple(first.shape)}")
+        h, w = first.shape[1:3]
+        return cls(reader, VideoInfo(path, int(w), int(h), n, duration, indices), name)
+
+    def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
+               ) -> Iterator[np.ndarray]:
+        """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order."""
+        info, reader = self.info, self.reader
+        frame_bytes = max(1, info.width * info.height * 3)
+        per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
+        keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
+        for a in range(0, info.n_frames, per_chunk):
+            idx = info.indices[a:a + per_chunk]
+            try:
+                chunk = reader.get_batch(idx.tolist()).asnumpy()
+                # decord's decoder thread keeps decoding ahead into an unbounded queue
+                # while we wait (10 GB in a minute at 1080p); a seek empties it. We seek
+                # exactly onto a keyframe (decord's fast seek is only exact there) before
+                # the next chunk, and get_batch decodes forward from it.
+                nxt = int(info.indices[a + per_chunk]) if a + per_chunk < info.n_frames else 0
+                keys = keyframes[keyframes <= nxt]
+                reader.seek(int(keys[-1]) if len(keys) else 0)
+            except Exception as e:  # noqa: BLE001
+                raise RejectedInput(self.name, f"truncated or corrupt video stream: decoding "
+                                               f"failed near t = {a} s ({short_reason(e)})") from None
+            if chunk.shape[1:] != (info.height, info.width, 3):
+                raise RejectedInput(self.name, f"decord returned frames of shape {chunk.shape[1:]} "
+                                               f"after {(info.height, info.width, 3)}")
+            yield chunk
+
+
 def open_video(path: str, max_frames: int = DEFAULT_MAX_FRAMES, name: str | None = None,
                num_threads: int = DECODE_THREADS):
-    """(decord VideoReader, VideoInfo) for `path`, or RejectedInput saying why not."""
+    """A DecordVideo, or an AvVideo where decord cannot be trusted with the file (a display
+    rotation) or fails; RejectedInput, with both decoders' reasons, when neither decodes it."""
+    from .decode_av import AvVideo, display_rotation
+
     name = name or path
     head = check_file(path, name)
-    decord = _decord()
+    decord_error = None
+    if display_rotation(path) == 0:
+        try:
+            return DecordVideo.open(path, max_frames, name, head, num_threads)
+        except DecoderFailed as e:
+            decord_error = e
     try:
-        reader = decord.VideoReader(path, num_threads=num_threads)
-    except Exception as e:  # noqa: BLE001 - decord raises RuntimeError/DECORDError/Assertion
-        raise _open_failed(path, name, head, e) from None
-    n = len(reader)
-    if n <= 0:
-        raise RejectedInput(name, "no video frames in the video stream")
-    pts = np.asarray(reader.get_frame_timestamp(np.arange(n)), dtype=np.float64)
-    valid = np.isfinite(pts).all() and np.abs(pts).max() < _MAX_SANE_TIME_S
-    if not valid:
-        if n == 1:
-            raise RejectedInput(name, "zero duration: a single frame without a duration "
-                                      "(a still image, not a video)")
-        fps = reader.get_avg_fps() or 25.0  # no timestamps at all: assume a constant rate
-        pts = np.stack([np.arange(n), np.arange(1, n + 1)], axis=1) / fps
-    indices, duration = frame_indices(pts[:, 0], pts[:, 1], max_frames)
-    if len(indices) == 0:
-        raise RejectedInput(name, f"zero duration ({duration:.3f} s): shorter than one "
-                                  "frame interval")
-    try:
-        first = reader.get_batch([0]).asnumpy()
-        reader.seek(0)  # stop decord decoding ahead until the frames are asked for
-    except Exception as e:  # noqa: BLE001
-        raise RejectedInput(name, f"corrupt video stream: the first frame does not decode "
-                                  f"({_short(e)})") from None
-    h, w = first.shape[1:3]
-    return reader, VideoInfo(path, int(w), int(h), n, duration, indices)
+        return AvVideo.open(path, max_frames, name)
+    except RejectedInput as e:
+        if decord_error is None:
+            raise
+        if e.reason == decord_error.reason or "PyAV cannot open" in e.reason:
+            raise decord_error from None
+        raise RejectedInput(name, f"{decord_error.reason}; the second decoder (PyAV) fails "
+                                  f"too: {e.reason}") from None
 
 
-def _short(error: Exception) -> str:
+def short_reason(error: Exception) -> str:
+    """A decoder's error as one short line."""
     text = str(error).strip().splitlines()
     text = text[-1] if text else type(error).__name__
     return re.sub(r"^\[[0-9:]+\] \S+: ", "", text)[:200]
 
 
-def iter_frames(reader, info: VideoInfo, chunk_bytes: int = CHUNK_BYTES,
-                name: str | None = None, chunk_frames: int = CHUNK_FRAMES
-                ) -> Iterator[np.ndarray]:
-    """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order."""
-    frame_bytes = max(1, info.width * info.height * 3)
-    per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
-    keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
-    for a in range(0, info.n_frames, per_chunk):
-        idx = info.indices[a:a + per_chunk]
-        try:
-            chunk = reader.get_batch(idx.tolist()).asnumpy()
-            # decord's decoder thread keeps decoding ahead into an unbounded queue
-            # while we wait (10 GB in a minute at 1080p); a seek empties it. We seek
-            # exactly onto a keyframe (decord's fast seek is only exact there) before
-            # the next chunk, and get_batch decodes forward from it.
-            nxt = int(info.indices[a + per_chunk]) if a + per_chunk < info.n_frames else 0
-            keys = keyframes[keyframes <= nxt]
-            reader.seek(int(keys[-1]) if len(keys) else 0)
-        except Exception as e:  # noqa: BLE001
-            raise RejectedInput(name or info.path, f"truncated or corrupt video stream: "
-                                f"decoding failed near t = {a} s ({_short(e)})") from None
-        yield chunk
-
-
 def read_frames(path: str, max_frames: int = DEFAULT_MAX_FRAMES) -> np.ndarray:
     """All sampled frames at once, uint8 [T, H, W, 3] (short clips, tests)."""
-    reader, info = open_video(path, max_frames)
-    return np.concatenate(list(iter_frames(reader, info)))
-
-
-# --------------------------------------------------------------------------- audio
-
-def _native_rate(reader) -> int:
-    """decord knows the track's sample rate but only prints it: read what it prints."""
-    with _decord_lock, tempfile.TemporaryFile() as tmp:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        os.dup2(tmp.fileno(), 1)
-        try:
-            reader.get_info()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode("utf-8", "replace")
-    m = re.search(r"original sample rate:\s*(\d+)", text)
-    if not m:
-        raise RuntimeError(f"decord did not report the sample rate: {text[:200]!r}")
-    return int(m.group(1))
+    return np.concatenate(list(open_video(path, max_frames).chunks()))
 
 
 def read_audio(path: str, max_seconds: float | None = None, name: str | None = None
                ) -> np.ndarray | None:
-    """The audio track as float32 mono 16 kHz, or None if the file has no audio stream."""
-    from .resample import to_mono_16k
+    """The first `max_seconds` of the audio track as float32 mono 16 kHz, or None if the
+    file has no audio stream (decoded as a stream: extract/decode_av.py)."""
+    from .decode_av import decode_audio
 
-    decord = _decord()
-    try:
-        reader = decord.AudioReader(path, sample_rate=-1, mono=False)
-    except Exception as e:  # noqa: BLE001
-        if "find audio stream" in str(e):
-            return None
-        raise RejectedInput(name or path, f"corrupt audio track ({_short(e)})") from None
-    rate = _native_rate(reader)
-    samples = reader._array  # [channels, n] float32, what get_batch would copy again
-    del reader
-    if max_seconds is not None:
-        samples = samples[:, :int(math.ceil(max_seconds * rate))]
-    return to_mono_16k(samples, rate)
+    track = decode_audio(path, max_seconds, name)
+    return None if track is None else track.samples

@@ -33,7 +33,7 @@ from yt8m.errors import RejectedInput
 from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT, Representation
 from yt8m.store import VideoRecord
 
-from .decode import CHUNK_BYTES, iter_frames, open_video, read_audio
+from .decode import CHUNK_BYTES, open_video, read_audio
 from .features import (Backbones, audio_examples, inception_pool3, load_backbones,
                        quantize_audio, quantize_rgb, silent_audio, vggish_fc2)
 from .resize import INCEPTION_SIZE, resize_bilinear_tf1
@@ -144,14 +144,15 @@ class Extractor:
         examples | None); or ("rejected", RejectedInput) at any point. (Through a
         worker's queue, ("idle", None) also says that the next message is not ready.)"""
         try:
-            reader, info = open_video(path, self.config.max_frames, name)
+            video = open_video(path, self.config.max_frames, name)
+            info = video.info
             yield "info", info.n_frames
-            # Sound first: decord decodes a whole track at once (~1 GB at its peak for
-            # 10 minutes of 48 kHz stereo), better not on top of the frames in flight.
+            # Sound first (decoded as a stream, only the seconds the frames need): the
+            # frames then stream through without the audio's memory on top of them.
             wave = read_audio(path, info.n_frames, name)
             examples = None if wave is None else audio_examples(wave, info.n_frames)
             del wave
-            for chunk in iter_frames(reader, info, self.config.chunk_bytes, name):
+            for chunk in video.chunks(self.config.chunk_bytes):
                 frames = torch.from_numpy(chunk)
                 if self.resize_in_decoder:
                     # Two frames at a time: the float copy of a 1080p frame is 25 MB.
@@ -159,7 +160,7 @@ class Extractor:
                                         for i in range(0, len(frames), 2)])
                 del chunk
                 yield "frames", frames
-            del reader
+            del video
             yield "audio", examples
         except RejectedInput as e:
             yield "rejected", e

@@ -57,7 +57,7 @@ def test_frame_indices_use_timestamps_not_frame_rate():
 
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_frame_counts_of_real_clips(good_clips, name):
-    reader, info = decode.open_video(good_clips[name])
+    info = decode.open_video(good_clips[name]).info
     assert info.n_frames == GOOD[name].frames
     # The same rule applied to ffprobe's timestamps of the same file.
     pts = ffprobe_pts(good_clips[name])
@@ -70,9 +70,10 @@ def test_frame_counts_of_real_clips(good_clips, name):
                                   "no_audio"])
 def test_frames_are_the_ones_ffmpeg_shows_at_each_second(good_clips, name):
     path = good_clips[name]
-    reader, info = decode.open_video(path)
+    video = decode.open_video(path)
+    info = video.info
     # Chunks of 2 frames: the reader seeks between chunks, which must not shift frames.
-    ours = np.concatenate(list(decode.iter_frames(reader, info, chunk_frames=2)))
+    ours = np.concatenate(list(video.chunks(chunk_frames=2)))
     h, w = ours.shape[1:3]
     # ffmpeg applies the display matrix (autorotate) by default: shapes must agree.
     reference = ffmpeg_frames(path, w, h)
@@ -89,13 +90,13 @@ def test_frames_are_the_ones_ffmpeg_shows_at_each_second(good_clips, name):
 
 
 def test_rotated_clip_comes_out_upright(good_clips):
-    reader, info = decode.open_video(good_clips["rotated"])
+    info = decode.open_video(good_clips["rotated"]).info
     # Stored 160x90 (landscape) with a 90-degree display matrix: shown as 90x160.
     assert (info.width, info.height) == (90, 160)
 
 
 def test_vfr_gap_repeats_the_last_frame_before_it(good_clips):
-    _, info = decode.open_video(good_clips["vfr"])
+    info = decode.open_video(good_clips["vfr"]).info
     pts = ffprobe_pts(good_clips["vfr"])
     assert pts[info.indices[1]] < 1.0 and pts[info.indices[2]] < 1.0  # the gap is 1.0-2.5 s
     assert info.indices[1] == info.indices[2]
@@ -104,9 +105,9 @@ def test_vfr_gap_repeats_the_last_frame_before_it(good_clips):
 
 def test_chunks_are_bounded_and_in_order(good_clips):
     path = good_clips["h264_720p_6ch"]
-    reader, info = decode.open_video(path)
-    frame_bytes = info.width * info.height * 3
-    chunks = list(decode.iter_frames(reader, info, chunk_bytes=2 * frame_bytes + 1))
+    video = decode.open_video(path)
+    frame_bytes = video.info.width * video.info.height * 3
+    chunks = list(video.chunks(chunk_bytes=2 * frame_bytes + 1))
     assert [len(c) for c in chunks] == [2, 2, 2]
     whole = decode.read_frames(path)
     np.testing.assert_array_equal(np.concatenate(chunks), whole)
@@ -194,13 +195,14 @@ def test_unreadable_file_is_rejected(tmp_path_factory):
 
 @pytest.mark.slow
 def test_seven_minute_clip_is_capped_and_streamed(long_clip):
-    reader, info = decode.open_video(long_clip)
+    video = decode.open_video(long_clip)
+    info = video.info
     assert info.duration == pytest.approx(420, abs=0.5)  # stream copy cuts at a frame
     assert info.n_frames == 300
-    _, info360 = decode.open_video(long_clip, max_frames=360)
+    info360 = decode.open_video(long_clip, max_frames=360).info
     assert info360.n_frames == 360
     frames = 0
-    for chunk in decode.iter_frames(reader, info, chunk_bytes=1 << 20):
+    for chunk in video.chunks(chunk_bytes=1 << 20):
         assert chunk.nbytes <= 1 << 20
         frames += len(chunk)
     assert frames == 300

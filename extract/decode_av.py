@@ -1,0 +1,254 @@
+"""The second decoding path, through PyAV (FFmpeg's own decoders), and the audio track.
+
+Video. Used when the stream carries a display rotation (decord ignores it, and
+fails outright on 90-degree turns) and when decord fails or returns something
+impossible (a wrong channel count, no frames where FFmpeg finds some). The frame
+rule is decord's path's (extract/decode.py: the frame shown at t = 0, 1, 2, ...),
+computed from the same packet timestamps. Frames are decoded in one forward pass;
+packets whose frame is not kept are decoded with `skip_frame = NONREF`, so FFmpeg
+drops the non-reference frames nobody keeps without touching the rest (a
+reference frame is always decoded: kept frames may depend on it), and the kept
+frames are exactly those of a full decode. The rotation is applied as ffmpeg's
+autorotation does (`np.rot90` by the display matrix's angle, checked against
+`ffmpeg` itself), so a phone clip comes out upright.
+
+Audio. The stream FFmpeg picks as the default (`av_find_best_stream`) is decoded
+packet by packet and only as far as needed: the first `max_seconds` plus a margin
+that covers the resampling filter, whatever the track's length or channel count.
+Channels are averaged to mono and resampled to 16 kHz with resampy's
+`kaiser_best`, what the VGGish reference calls; the margin makes the kept samples
+equal to resampling the whole track. Sample 0 is t = 0 of the video.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from yt8m.errors import RejectedInput
+
+from .decode import CHUNK_BYTES, CHUNK_FRAMES, VideoInfo, frame_indices, short_reason
+from .resample import TARGET_RATE, resample_to_16k
+
+# Audio decoded past `max_seconds`: resampy's kaiser_best reaches 64 zero crossings
+# (<= 4 ms at 8-48 kHz) to either side, so 0.25 s leaves the kept samples untouched.
+RESAMPLE_MARGIN_S = 0.25
+
+
+def _av():
+    import av
+    return av
+
+
+def _open(path: str, name: str):
+    av = _av()
+    try:
+        return av.open(path)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise RejectedInput(name, f"PyAV cannot open it ({short_reason(e)})") from None
+
+
+def display_rotation(path: str) -> int:
+    """Counter-clockwise degrees (a multiple of 90) a player turns the first frame by;
+    0 when there is no rotation or PyAV cannot tell (decord's path then decides)."""
+    av = _av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                return 0
+            for frame in container.decode(container.streams.video[0]):
+                return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return 0
+    return 0
+
+
+@dataclass
+class AvVideo:
+    """A video decoded by PyAV: `info` (the frame rule's result) and `chunks()`."""
+
+    path: str
+    name: str
+    info: VideoInfo
+    rotation: int  # counter-clockwise degrees
+    wanted: dict[int, list[int]] = field(repr=False)  # packet key -> output positions
+    by_pts: bool = True  # keys are pts; else decode order counters (no timestamps)
+    decoder: str = "pyav"
+
+    @classmethod
+    def open(cls, path: str, max_frames: int, name: str) -> "AvVideo":
+        container = _open(path, name)
+        with container:
+            if not container.streams.video:
+                raise RejectedInput(name, "no video stream (the file holds no video frames)")
+            stream = container.streams.video[0]
+            times = _packet_times(container, stream, name)
+            first = _first_frame(container, stream, name)
+        starts, ends, keys, by_pts = times
+        indices, duration = frame_indices(starts, ends, max_frames)
+        if len(indices) == 0:
+            raise RejectedInput(name, f"zero duration ({duration:.3f} s): shorter than one "
+                                      "frame interval")
+        wanted: dict[int, list[int]] = {}
+        for position, i in enumerate(indices):
+            wanted.setdefault(int(keys[i]), []).append(position)
+        rotation = int(round((first.rotation or 0) / 90.0)) * 90 % 360
+        h, w = first.height, first.width
+        if rotation in (90, 270):
+            h, w = w, h
+        info = VideoInfo(path, w, h, len(starts), duration, np.asarray(indices, np.int64))
+        return cls(path, name, info, rotation, wanted, by_pts)
+
+    def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
+               ) -> Iterator[np.ndarray]:
+        """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order.
+
+        Kept frames come out of the decoder in presentation order, so positions arrive
+        in order; a position the decoder skipped (a damaged frame) gets the frame shown
+        before it, as a player would show it."""
+        frame_bytes = max(1, self.info.width * self.info.height * 3)
+        per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
+        buffer: list[np.ndarray] = []
+        filled, last = 0, None
+        for position, frame in self._kept_frames():
+            while filled <= position:
+                buffer.append(frame if filled == position or last is None else last)
+                filled += 1
+                if len(buffer) == per_chunk:
+                    yield np.stack(buffer)
+                    buffer = []
+            last = frame
+        if filled < self.info.n_frames:
+            raise RejectedInput(self.name, f"decodable frames end before t = {filled} s of the "
+                                           f"declared {self.info.duration:.1f} s (truncated?)")
+        if buffer:
+            yield np.stack(buffer)
+
+    def _kept_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(output position, upright RGB frame) for every kept frame, decoding forward once."""
+        av = _av()
+        remaining = sum(len(p) for p in self.wanted.values())
+        counter = 0
+        with _open(self.path, self.name) as container:
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            try:
+                for packet in container.demux(stream):
+                    if self.by_pts and packet.pts is not None:
+                        context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
+                    for frame in packet.decode():
+                        key = frame.pts if self.by_pts else counter
+                        counter += 1
+                        for position in self.wanted.get(key, ()):
+                            yield position, np.rot90(frame.to_ndarray(format="rgb24"),
+                                                     self.rotation // 90)
+                            remaining -= 1
+                    if remaining <= 0:
+                        return
+            except av.error.FFmpegError as e:
+                raise RejectedInput(self.name, f"truncated or corrupt video stream: decoding "
+                                               f"failed ({short_reason(e)})") from None
+
+
+def _packet_times(container, stream, name: str):
+    """Each frame's presentation interval (s) from the packets, in presentation order,
+    and the key that finds its decoded frame: (starts, ends, keys, by_pts)."""
+    av = _av()
+    pts, durations = [], []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the demuxer's end-of-stream marker
+                continue
+            pts.append(packet.pts)
+            durations.append(packet.duration or 0)
+    except av.error.FFmpegError as e:
+        if not pts:
+            raise RejectedInput(name, f"unreadable video packets ({short_reason(e)})") from None
+    if not pts:
+        raise RejectedInput(name, "no video frames in the video stream")
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    container.seek(0)
+    if any(p is None for p in pts):  # no timestamps: a constant rate, frames in order
+        starts = np.arange(len(pts)) / rate
+        return starts, starts + 1.0 / rate, np.arange(len(pts)), False
+    # Presentation order (packets come in decode order), so that indices mean what
+    # decord's do: the n-th frame shown.
+    order = np.argsort(np.asarray(pts, np.int64), kind="stable")
+    keys = np.asarray(pts, np.int64)[order]
+    lengths = np.asarray(durations, np.float64)[order]
+    tb = float(stream.time_base)
+    starts = keys * tb
+    ends = starts + np.where(lengths > 0, lengths * tb, 1.0 / rate)
+    return starts, ends, keys, True
+
+
+def _first_frame(container, stream, name: str):
+    av = _av()
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError as e:
+        raise RejectedInput(name, f"corrupt video stream: the first frame does not decode "
+                                  f"({short_reason(e)})") from None
+    raise RejectedInput(name, "corrupt video stream: no frame decodes")
+
+
+# --------------------------------------------------------------------------- audio
+
+@dataclass
+class AudioTrack:
+    """The sound of a video's first seconds, as VGGish wants it, and what decoding cost."""
+
+    samples: np.ndarray  # float32 mono at 16 kHz
+    native_rate: int
+    channels: int
+    decoded_seconds: float  # how much of the track was decoded (bounded by max_seconds)
+
+
+def decode_audio(path: str, max_seconds: float | None = None, name: str | None = None
+                 ) -> AudioTrack | None:
+    """The default audio stream's first `max_seconds` as 16 kHz mono; None without one."""
+    av = _av()
+    name = name or path
+    with _open(path, name) as container:
+        stream = _default_audio(container)
+        if stream is None:
+            return None
+        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        if rate <= 0:
+            raise RejectedInput(name, "the audio track declares no sample rate")
+        limit = None if max_seconds is None else \
+            int(math.ceil((max_seconds + RESAMPLE_MARGIN_S) * rate))
+        pieces, have, channels = [], 0, 0
+        resampler = av.AudioResampler(format="fltp")  # planar float, same rate and layout
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    planes = out.to_ndarray()  # [channels, n]
+                    channels = planes.shape[0]
+                    pieces.append(planes.mean(axis=0, dtype=np.float64))
+                    have += planes.shape[1]
+                if limit is not None and have >= limit:
+                    break
+        except av.error.FFmpegError as e:
+            if not pieces:
+                raise RejectedInput(name, f"corrupt audio track ({short_reason(e)})") from None
+    mono = np.concatenate(pieces) if pieces else np.zeros(0)
+    if limit is not None:
+        mono = mono[:limit]
+    samples = resample_to_16k(mono, rate)
+    if max_seconds is not None:
+        samples = samples[:int(math.ceil(max_seconds * TARGET_RATE))]
+    return AudioTrack(samples.astype(np.float32), rate, channels, have / rate)
+
+
+def _default_audio(container):
+    """The audio stream FFmpeg would pick (av_find_best_stream), or None."""
+    if not container.streams.audio:
+        return None
+    try:
+        return container.streams.best("audio")
+    except Exception:  # noqa: BLE001 - older PyAV without best(): the first
+        return container.streams.audio[0]

@@ -1,0 +1,167 @@
+"""The second decoding path (PyAV) and the audio stream: rotations as ffmpeg shows them,
+clips decord cannot decode, frames identical to a plain full decode, resampling equal to
+resampy, audio decoded only as far as needed."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import run_pipeline, sample_clip_dir
+from extract import decode
+from media import write_random_pca
+from extract.decode_av import RESAMPLE_MARGIN_S, AvVideo, decode_audio
+from yt8m.errors import RejectedInput
+from yt8m.store import ShardSet
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def ffmpeg_frames(path: str) -> np.ndarray:
+    """Every frame as ffmpeg shows it (display matrix applied), RGB [N, H, W, 3]."""
+    info = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "rawvideo",
+                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    probe = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-f", "image2pipe",
+                            "-vcodec", "ppm", "-"], capture_output=True, check=True).stdout
+    w, h = (int(x) for x in probe.split(b"\n")[1].split())
+    assert len(info) == w * h * 3
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-fps_mode", "passthrough", "-f",
+                          "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("paths")
+    carphone = f"{sample_clip_dir()}/carphone_pristine.mp4"
+    bbb = f"{sample_clip_dir()}/bigbuckbunny.mp4"
+    out = {}
+    # B-frames (x264's default), then the same stream with each display rotation, as
+    # phones write it (ffmpeg 5 turns the `rotate` tag into the display matrix).
+    out["bframes"] = str(d / "bframes.mp4")
+    ffmpeg("-i", carphone, "-t", "3.5", "-c:v", "libx264", "-bf", "3", "-g", "40", "-an",
+           out["bframes"])
+    for angle in ("90", "-90", "270", "180"):
+        out[f"rot{angle}"] = str(d / f"rot{angle}.mp4")
+        ffmpeg("-i", out["bframes"], "-c", "copy", "-metadata:s:v:0", f"rotate={angle}",
+               out[f"rot{angle}"])
+    # Open GOPs with B-frames across keyframes, and a variable frame rate.
+    out["open_gop"] = str(d / "open_gop.mp4")
+    ffmpeg("-i", bbb, "-t", "4", "-vf", "scale=320:-2", "-c:v", "libx264", "-x264opts",
+           "open_gop=1:keyint=20:bframes=3", "-an", out["open_gop"])
+    out["vfr"] = str(d / "vfr.mp4")
+    ffmpeg("-i", carphone, "-vf", "select='not(between(t,1.0,2.5))'", "-fps_mode", "vfr",
+           "-c:v", "libx264", "-an", out["vfr"])
+    # A valid 16x16 H.264 clip (decord returns 6 channels for it).
+    out["tiny"] = str(d / "tiny16.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=16x16:rate=25", "-t", "3", "-c:v", "libx264",
+           "-pix_fmt", "yuv420p", out["tiny"])
+    return out
+
+
+@pytest.mark.parametrize("name", ["rot90", "rot-90", "rot270", "rot180"])
+def test_rotated_clips_come_out_as_ffmpeg_shows_them(clips, name):
+    video = decode.open_video(clips[name])
+    ours = np.concatenate(list(video.chunks(chunk_frames=2)))
+    reference = ffmpeg_frames(clips[name])
+    assert ours.shape[1:] == reference.shape[1:]
+    if name != "rot180":  # stored 176x144, shown portrait
+        assert (video.info.width, video.info.height) == (144, 176)
+    np.testing.assert_array_equal(ours, reference[video.info.indices])
+
+
+def test_a_clip_decord_cannot_decode_goes_the_second_way(clips):
+    video = decode.open_video(clips["tiny"])
+    assert video.decoder == "pyav"
+    ours = np.concatenate(list(video.chunks()))
+    np.testing.assert_array_equal(ours, ffmpeg_frames(clips["tiny"])[video.info.indices])
+    assert len(ours) == 3
+
+
+@pytest.mark.parametrize("name", ["bframes", "open_gop", "vfr"])
+def test_second_path_keeps_exactly_the_frames_of_a_full_decode(clips, name):
+    """Skipping unneeded non-reference frames changes none of the kept ones, and both
+    decoders keep the same frames."""
+    av_video = AvVideo.open(clips[name], 300, name)
+    decord_video = decode.open_video(clips[name])
+    assert decord_video.decoder == "decord"
+    np.testing.assert_array_equal(av_video.info.indices, decord_video.info.indices)
+    ours = np.concatenate(list(av_video.chunks(chunk_frames=3)))
+    np.testing.assert_array_equal(ours, ffmpeg_frames(clips[name])[av_video.info.indices])
+    np.testing.assert_array_equal(ours, np.concatenate(list(decord_video.chunks())))
+
+
+def test_neither_decoder_decodes_it(tmp_path):
+    bad = tmp_path / "cut.mp4"
+    data = open(f"{sample_clip_dir()}/carphone_pristine.mp4", "rb").read()
+    bad.write_bytes(data[:3000])
+    with pytest.raises(RejectedInput) as e:
+        decode.open_video(str(bad), name="cut.mp4")
+    assert e.value.name == "cut.mp4" and "truncated" in e.value.reason
+
+
+@pytest.mark.slow
+def test_extract_takes_rotated_and_tiny_clips(clips, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("rot90", "tiny"):
+        (videos / f"{name}.mp4").write_bytes(open(clips[name], "rb").read())
+    pca = write_random_pca(str(tmp_path / "pca"))
+    result = run_pipeline("extract", "--videos", str(videos), "--out", str(tmp_path / "out"),
+                          "--random-weights", "--pca-dir", pca, "--quiet", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    shards = ShardSet(str(tmp_path / "out"))
+    assert sorted(shards.ids) == ["rot90.mp4", "tiny.mp4"]
+
+
+# ---------------------------------------------------------------- audio
+
+def _recording(tmp_path, rate: int) -> str:
+    """Real sound (Big Buck Bunny's soundtrack) as a 16-bit WAV at `rate` Hz, 2 channels."""
+    path = str(tmp_path / f"sound_{rate}.wav")
+    ffmpeg("-i", f"{sample_clip_dir()}/bigbuckbunny.mp4", "-vn", "-ac", "2", "-ar", str(rate),
+           "-c:a", "pcm_s16le", path)
+    return path
+
+
+def _reference(path: str) -> np.ndarray:
+    """What the VGGish reference does: int16 / 32768, mean of channels, resampy."""
+    import resampy
+    from scipy.io import wavfile
+
+    rate, data = wavfile.read(path)
+    data = data / 32768.0
+    if data.ndim > 1:
+        data = data.mean(axis=1)
+    return resampy.resample(data, rate, 16000) if rate != 16000 else data
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 22050, 44100, 48000])
+def test_audio_equals_the_vggish_reference_resampling(tmp_path, rate):
+    path = _recording(tmp_path, rate)
+    expected = _reference(path)
+    ours = decode.read_audio(path)
+    assert len(ours) == len(expected)  # the output length, and both ends below
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=0)
+    assert np.abs(expected).max() > 0.05  # real sound
+    # Decoding only the first seconds gives the same samples as the whole track.
+    part = decode.read_audio(path, max_seconds=2)
+    assert len(part) == 32000
+    np.testing.assert_allclose(part, expected[:32000], atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_long_many_channel_audio_is_decoded_only_as_far_as_needed(tmp_path):
+    path = str(tmp_path / "film.mka")
+    # 20 minutes of 6-channel 48 kHz sound at a tiny bitrate.
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1200",
+           "-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0", "-c:a", "ac3", "-b:a", "96k", path)
+    track = decode_audio(path, max_seconds=10)
+    assert track.channels == 6 and track.native_rate == 48000
+    assert len(track.samples) == 10 * 16000
+    # What was decoded: the 10 s asked for, the resampling margin and one packet.
+    assert 10 <= track.decoded_seconds <= 10 + RESAMPLE_MARGIN_S + 0.1
+    assert np.abs(track.samples).max() > 0.1
