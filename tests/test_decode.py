@@ -71,7 +71,6 @@ def test_frame_counts_of_real_clips(good_clips, name):
 def test_frames_are_the_ones_ffmpeg_shows_at_each_second(good_clips, name):
     path = good_clips[name]
     video = decode.open_video(path)
-    info = video.info
     # Chunks of 2 frames: the reader seeks between chunks, which must not shift frames.
     ours = np.concatenate(list(video.chunks(chunk_frames=2)))
     h, w = ours.shape[1:3]
