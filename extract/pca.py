@@ -207,38 +207,18 @@ def load_pca(pca_dir: str) -> PCAParams:
         missing.append(AUDIO_NPZ)
     if missing:
         raise _missing(pca_dir, missing)
-    rgb_id, audio_id = PUBLISHED_RGB, PUBLISHED_AUDIO
+    rgb_id, audio_id = identities(pca_dir, audio_path)
     fitted = os.path.isfile(os.path.join(pca_dir, FITTED_MARKER))
-    if fitted:
-        rgb_id, audio_id = fingerprints(pca_dir, audio_path)
     return PCAParams(load_rgb_pca(pca_dir, rgb_id), load_audio_pca(audio_path, audio_id),
                      directory=pca_dir, fitted=fitted)
 
 
-PLACEHOLDER = "placeholder-for-random-weights"
-
-
-def _hadamard(n: int) -> np.ndarray:
-    """Sylvester's n x n Hadamard matrix (n a power of two), scaled to be orthonormal."""
-    h = np.ones((1, 1), dtype=np.float32)
-    while h.shape[0] < n:
-        h = np.block([[h, h], [h, -h]])
-    return h / np.float32(np.sqrt(n))
-
-
-def placeholder_pca() -> PCAParams:
-    """A fixed projection for `--random-weights` smoke tests run without PCA files.
-
-    Random-weight features are meaningless, so no fitted or published PCA is needed;
-    this keeps their variety (orthonormal Hadamard columns, skipping the all-ones one)
-    and says what it is in the Representation. Never used with real weights.
-    """
-    rgb = RgbPCA(mean=np.zeros(INCEPTION_DIM, np.float32),
-                 components=np.ascontiguousarray(_hadamard(INCEPTION_DIM)[:, 1:RGB_DIM + 1]),
-                 scale=np.ones(RGB_DIM, np.float32), identity=PLACEHOLDER)
-    audio = AudioPCA(means=np.zeros(AUDIO_DIM, np.float32), components=_hadamard(AUDIO_DIM),
-                     identity=PLACEHOLDER)
-    return PCAParams(rgb, audio, directory="", fitted=False)
+def identities(pca_dir: str, audio_path: str | None = None) -> tuple[str, str]:
+    """What shards record as rgb_pca / audio_pca for the parameters in `pca_dir`: the
+    published names, or the fitted files' fingerprints."""
+    if os.path.isfile(os.path.join(pca_dir, FITTED_MARKER)):
+        return fingerprints(pca_dir, audio_path)
+    return PUBLISHED_RGB, PUBLISHED_AUDIO
 
 
 def fingerprints(pca_dir: str, audio_path: str | None = None) -> tuple[str, str]:

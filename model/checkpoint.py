@@ -172,24 +172,18 @@ class LoadedModel:
         return self.config.video_level
 
     @torch.no_grad()
-    def predict(self, rgb_uint8: torch.Tensor, audio_uint8: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        """Quantized frames [B, T, 1024] / [B, T, 128] (uint8) + mask [B, T] -> probabilities [B, C]."""
-        if self.video_level:
-            raise ValueError("a video-level model takes mean features: use predict_video_level")
+    def predict(self, rgb: torch.Tensor, audio: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities [B, C]. Frame-level: uint8 frames [B, T, 1024] / [B, T, 128] and
+        mask [B, T]; video-level: float means [B, 1024] / [B, 128] and no mask."""
         d = self.device
-        rgb, audio = dequantize(rgb_uint8.to(d)), dequantize(audio_uint8.to(d))
-        mask = mask.to(d, torch.float32)
-        return self.model(rgb[:, :self.max_frames], audio[:, :self.max_frames],
-                          mask[:, :self.max_frames])[0].float()
-
-    @torch.no_grad()
-    def predict_video_level(self, mean_rgb: torch.Tensor, mean_audio: torch.Tensor) -> torch.Tensor:
-        """Mean features [B, 1024] / [B, 128] (float) -> probabilities [B, C]."""
-        if not self.video_level:
-            raise ValueError("a frame-level model takes frames: use predict")
-        d = self.device
-        return self.model(mean_rgb.to(d, torch.float32), mean_audio.to(d, torch.float32))[0].float()
+        rgb, audio = rgb.to(d), audio.to(d)
+        if rgb.dtype == torch.uint8:
+            rgb, audio = dequantize(rgb), dequantize(audio)
+        if mask is not None:
+            t = self.max_frames
+            rgb, audio, mask = rgb[:, :t], audio[:, :t], mask[:, :t].to(d, torch.float32)
+        return self.model(rgb.float(), audio.float(), mask)[0].float()
 
 
 def load_for_inference(path: str, device: str | torch.device = "cpu") -> LoadedModel:

@@ -7,62 +7,32 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_DATA = "data/features"
-DEFAULT_RUNS = "runs"
 DEFAULT_MODEL = "runs/latest"
+MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "expansion",
+               "hidden_size", "gating_reduction", "dropout", "classifier", "mixtures", "branches",
+               "temperature", "distill_weight", "reverse_whitening"]
+TRAIN_FLAGS = ["pca_dir", "epochs", "steps", "batch_size", "lr", "lr_decay", "decay_examples",
+               "clip_norm", "max_frames", "out", "checkpoint_every", "log_every", "workers", "seed",
+               "precision"]
 MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
               "published YouTube-8M model that `download` converts)")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from yt8m.cli_util import add_device, add_quiet
+    from yt8m.cli_util import add_device, add_fields, add_quiet
 
-    from .config import FRAME_MODELS, MODELS, VIDEO_MODELS
+    from .config import ModelConfig, TrainConfig
 
     p = commands.add_parser(
         "train", help="train a model on shards; writes a run folder and points runs/latest at it",
         description="Train NeXtVLAD (default) or a baseline on frame-level shards, or a "
                     "video-level model on video-level shards. Defaults follow the NeXtVLAD paper. "
                     "Under torchrun it trains data-parallel.")
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"training shards (default {DEFAULT_DATA})")
-    p.add_argument("--val", default=None, help="validation shards, evaluated at every checkpoint")
-    p.add_argument("--model", default="nextvlad", choices=MODELS, metavar="NAME",
-                   help=f"frame-level: {', '.join(FRAME_MODELS)}; video-level: "
-                        f"{', '.join(VIDEO_MODELS)} (default nextvlad)")
-    p.add_argument("--clusters", type=int, default=None,
-                   help="K (default 128 nextvlad, 64 netvlad, 8192 dbof)")
-    p.add_argument("--groups", type=int, default=8, help="G, NeXtVLAD groups (default 8)")
-    p.add_argument("--expansion", type=int, default=2, help="lambda, NeXtVLAD expansion (default 2)")
-    p.add_argument("--hidden-size", type=int, default=None,
-                   help="H (default 2048 nextvlad, 1024 netvlad and dbof)")
-    p.add_argument("--gating-reduction", type=int, default=8, help="r, SE gating reduction (default 8)")
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout after the VLAD (default 0.5)")
-    p.add_argument("--classifier", choices=["logistic", "moe"], default=None,
-                   help="final classifier (default logistic; moe for netvlad, dbof)")
-    p.add_argument("--mixtures", type=int, default=2, help="experts per class in a MoE (default 2)")
-    p.add_argument("--reverse-whitening", action="store_true",
-                   help="NeXtVLAD: rescale rgb by sqrt(PCA eigenvalue) (the paper's reverse whitening); "
-                        "eigenvalues from the shards, else --pca-dir/eigenvals.npy")
-    p.add_argument("--pca-dir", default="pca_params",
-                   help="where eigenvals.npy is for --reverse-whitening (default pca_params)")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the data (default 5)")
-    p.add_argument("--steps", type=int, default=None, help="total optimizer steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=160,
-                   help="global batch, split over torchrun processes (default 160)")
-    p.add_argument("--lr", type=float, default=2e-4,
-                   help="Adam learning rate, x0.8 every 2M examples (default 2e-4)")
-    p.add_argument("--max-frames", type=int, default=300, help="frames per video used (default 300)")
+    add_fields(p, TrainConfig, ["data", "val"])
+    add_fields(p, ModelConfig, MODEL_FLAGS, name="--model")
+    add_fields(p, TrainConfig, TRAIN_FLAGS)
     p.add_argument("--resume", nargs="?", const=DEFAULT_MODEL, default=None, metavar="RUN",
                    help="continue a run exactly (a run folder or checkpoint; default runs/latest)")
-    p.add_argument("--out", default=DEFAULT_RUNS, help=f"where run folders go (default {DEFAULT_RUNS})")
-    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="N",
-                   help="steps between checkpoints (default 1000; also at the end)")
-    p.add_argument("--log-every", type=int, default=20, metavar="N",
-                   help="steps between lines of metrics.csv / TensorBoard (default 20)")
-    p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
     add_device(p)
     add_quiet(p)
     p.set_defaults(run=run_train)
@@ -140,24 +110,18 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .config import ModelConfig
-    from .train import TrainConfig, train
+    from yt8m.cli_util import fields_from_args
+    from yt8m.errors import UsageError
+
+    from .config import ModelConfig, TrainConfig
+    from .train import train
 
     try:
-        mc = ModelConfig(args.model, clusters=args.clusters, groups=args.groups,
-                         expansion=args.expansion, hidden_size=args.hidden_size,
-                         gating_reduction=args.gating_reduction, dropout=args.dropout,
-                         classifier=args.classifier, mixtures=args.mixtures,
-                         reverse_whitening=args.reverse_whitening)
+        mc = fields_from_args(ModelConfig, args, MODEL_FLAGS)
     except ValueError as e:
-        from yt8m.errors import UsageError
         raise UsageError(str(e)) from None
-    tc = TrainConfig(data=args.data, val=args.val, out=args.out, epochs=args.epochs,
-                     steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     max_frames=args.max_frames, device=args.device, precision=args.precision,
-                     workers=args.workers, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                     log_every=args.log_every, pca_dir=args.pca_dir,
-                     resume=args.resume, quiet=args.quiet)
+    tc = fields_from_args(TrainConfig, args, ["data", "val", *TRAIN_FLAGS, "resume", "device",
+                                              "quiet"])
     run_dir = train(tc, mc)
     if run_dir:
         print(run_dir)
@@ -190,8 +154,9 @@ def run_download(args: argparse.Namespace) -> int:
     """Every asset is tried; those that could not be had are listed together (exit 2)."""
     import sys
 
-    from yt8m.assets import YT8M_VOCABULARY, cache_dir, fetch
+    from yt8m.assets import cache_dir
     from yt8m.errors import UsageError
+    from yt8m.vocabulary import download_official
 
     vocabulary_dir = args.vocabulary_dir or cache_dir()
     if args.dataset:
@@ -199,14 +164,14 @@ def run_download(args: argparse.Namespace) -> int:
         from yt8m.dataset_download import run_download as download_dataset
 
         code = download_dataset(args)
-        print(fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=args.quiet))
+        print(download_official(vocabulary_dir, quiet=args.quiet))
         return code
     from extract.assets import download_all
 
     from .pretrained import download_pretrained
 
     steps = [lambda: download_all(args.weights_dir, pca_dir=args.pca_dir, quiet=args.quiet),
-             lambda: [fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=args.quiet)]]
+             lambda: [download_official(vocabulary_dir, quiet=args.quiet)]]
     if not args.no_model:  # after the vocabulary, so that the model gets its names
         steps.append(lambda: [download_pretrained(args.weights_dir, quiet=args.quiet)])
     failed = []

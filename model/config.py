@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from yt8m.assets import DEFAULT_PCA_DIR
+from yt8m.representation import DEFAULT_MAX_FRAMES
 
 if TYPE_CHECKING:  # keep `pipeline.py --help` free of torch
     from torch import nn
@@ -20,26 +23,39 @@ _DEFAULT_HIDDEN = {"nextvlad": 2048, "mix-nextvlad": 2048, "netvlad": 1024, "dbo
 _DEFAULT_CLASSIFIER = {"netvlad": "moe", "dbof": "moe", "moe": "moe"}
 
 
+def _f(default, help: str, **meta):
+    """A dataclass field whose help text (and choices, shown default) the flags derive from."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass
 class ModelConfig:
-    name: str = "nextvlad"
-    num_classes: int = 3862
-    clusters: int | None = None  # K (DBoF: width of its cluster layer)
-    groups: int = 8  # G
+    """The architecture; saved with every model, and the source of `train`'s model flags."""
+
+    name: str = _f("nextvlad", "frame-level: " + ", ".join(FRAME_MODELS) + "; video-level: "
+                   + ", ".join(VIDEO_MODELS), choices=MODELS, metavar="NAME")
+    num_classes: int = 3862  # set from the training data's vocabulary
+    clusters: int | None = _f(None, "K, clusters (DBoF: the width of its cluster layer)",
+                              default_help="128 nextvlad, 64 netvlad, 8192 dbof")
+    groups: int = _f(8, "G, NeXtVLAD groups")
     # NeXtVLAD's audio stream: the authors' code halves K and G for audio; PaddlePaddle's
-    # published YouTube-8M model keeps them. None: clusters // 2 and groups // 2.
-    audio_clusters: int | None = None
-    audio_groups: int | None = None
-    expansion: int = 2  # lambda
-    hidden_size: int | None = None  # H
-    gating_reduction: int = 8  # r
-    dropout: float = 0.5
-    classifier: str | None = None  # logistic | moe
-    mixtures: int = 2  # experts per class in a MoE classifier
-    branches: int = 3  # mix-nextvlad
-    temperature: float = 3.0  # mix-nextvlad distillation
-    distill_weight: float = 1.0
-    reverse_whitening: bool = False  # rescale rgb by sqrt(PCA eigenvalues); nextvlad only
+    # published YouTube-8M model keeps them.
+    audio_clusters: int | None = _f(None, "NeXtVLAD's audio K", default_help="clusters / 2")
+    audio_groups: int | None = _f(None, "NeXtVLAD's audio G", default_help="groups / 2")
+    expansion: int = _f(2, "lambda, NeXtVLAD expansion")
+    hidden_size: int | None = _f(None, "H", default_help="2048 nextvlad, 1024 netvlad and dbof")
+    gating_reduction: int = _f(8, "r, SE gating reduction")
+    dropout: float = _f(0.5, "dropout after the VLAD")
+    classifier: str | None = _f(None, "final classifier", choices=["logistic", "moe"],
+                                default_help="logistic; moe for netvlad, dbof")
+    mixtures: int = _f(2, "experts per class in a MoE classifier")
+    branches: int = _f(3, "mix-nextvlad: branches")
+    temperature: float = _f(3.0, "mix-nextvlad: distillation temperature")
+    distill_weight: float = _f(1.0, "mix-nextvlad: weight of the distillation loss")
+    reverse_whitening: bool = _f(False, "NeXtVLAD and mix-nextvlad: rescale rgb by "
+                                        "sqrt(PCA eigenvalue + 1e-4), the paper's reverse "
+                                        "whitening (eigenvalues from --pca-dir, checked against "
+                                        "the shards' PCA)")
 
     def __post_init__(self) -> None:
         if self.name not in MODELS:
@@ -67,6 +83,33 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved with every run, and the source of `train`'s other flags."""
+
+    data: str = _f("data/features", "training shards", metavar="DIR")
+    val: str | None = _f(None, "validation shards, evaluated at every checkpoint", metavar="DIR")
+    out: str = _f("runs", "where run folders go", metavar="DIR")
+    epochs: int = _f(5, "passes over the data")
+    steps: int | None = _f(None, "total optimizer steps (overrides --epochs)")
+    batch_size: int = _f(160, "global batch, split over torchrun processes")
+    lr: float = _f(2e-4, "Adam learning rate, times --lr-decay every --decay-examples videos")
+    lr_decay: float = _f(0.8, "learning-rate decay factor")
+    decay_examples: int = _f(2_000_000, "videos between learning-rate decays")
+    clip_norm: float = _f(1.0, "gradient clipping norm")
+    max_frames: int = _f(DEFAULT_MAX_FRAMES, "frames per video used")
+    device: str = "auto"
+    precision: str = _f("auto", "auto: bf16 autocast on CUDA, fp32 on CPU",
+                        choices=["auto", "fp32", "bf16", "fp16"])
+    workers: int = _f(2, "data loader processes")
+    seed: int = _f(0, "random seed")
+    checkpoint_every: int = _f(1000, "steps between checkpoints (also at the end)")
+    log_every: int = _f(20, "steps between lines of metrics.csv / TensorBoard")
+    resume: str | None = None  # run folder or checkpoint to continue
+    pca_dir: str = _f(DEFAULT_PCA_DIR, "eigenvals.npy for --reverse-whitening", metavar="DIR")
+    quiet: bool = False
 
 
 def build_model(config: ModelConfig) -> "nn.Module":

@@ -42,8 +42,20 @@ def multi_hot(label_ids: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+@dataclass
+class VideoItem:
+    """One video as a model reads it. Frame-level: uint8 rgb [T, 1024], audio [T, 128];
+    video-level: float mean_rgb [1024], mean_audio [128]. labels: multi-hot [C] (empty
+    when there are none, at inference)."""
+
+    index: int
+    rgb: np.ndarray
+    audio: np.ndarray
+    labels: np.ndarray
+
+
 class ShardDataset(Dataset):
-    """Video i of a ShardSet -> (index, features..., multi-hot labels) as numpy arrays."""
+    """Video i of a ShardSet -> a VideoItem."""
 
     def __init__(self, shards: ShardSet, max_frames: int = DEFAULT_MAX_FRAMES):
         self.shards, self.max_frames = shards, max_frames
@@ -53,30 +65,37 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.shards)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> VideoItem:
         v = self.shards[i]
         labels = multi_hot(v.labels, self.num_classes)
         if self.video_level:
-            return i, v.mean_rgb, v.mean_audio, labels
-        return i, v.rgb[:self.max_frames], v.audio[:self.max_frames], labels
+            return VideoItem(i, v.mean_rgb, v.mean_audio, labels)
+        return VideoItem(i, v.rgb[:self.max_frames], v.audio[:self.max_frames], labels)
 
 
-def collate(items: list) -> Batch:
+def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Videos of different lengths -> uint8 rgb [B, T, 1024], audio [B, T, 128] padded with
+    zeros to the longest, and mask [B, T] (1 for real frames)."""
+    t = max(1, max(len(r) for r in rgb))
+    out_rgb = np.zeros((len(rgb), t, rgb[0].shape[1]), dtype=np.uint8)
+    out_audio = np.zeros((len(rgb), t, audio[0].shape[1]), dtype=np.uint8)
+    mask = np.zeros((len(rgb), t), dtype=np.float32)
+    for j, (r, a) in enumerate(zip(rgb, audio)):
+        out_rgb[j, :len(r)], out_audio[j, :len(a)], mask[j, :len(r)] = r, a, 1.0
+    return torch.from_numpy(out_rgb), torch.from_numpy(out_audio), torch.from_numpy(mask)
+
+
+def collate(items: list[VideoItem]) -> Batch:
     """Pad frame-level videos to the longest in the batch; stack video-level ones."""
-    index = torch.tensor([it[0] for it in items], dtype=torch.int64)
-    labels = torch.from_numpy(np.stack([it[3] for it in items]))
-    if items[0][1].ndim == 1:  # video-level mean features
-        return Batch(torch.from_numpy(np.stack([it[1] for it in items]).astype(np.float32)),
-                     torch.from_numpy(np.stack([it[2] for it in items]).astype(np.float32)),
+    index = torch.tensor([it.index for it in items], dtype=torch.int64)
+    labels = torch.from_numpy(np.stack([it.labels for it in items]))
+    if items[0].rgb.ndim == 1:  # video-level mean features
+        return Batch(torch.from_numpy(np.stack([it.rgb for it in items]).astype(np.float32)),
+                     torch.from_numpy(np.stack([it.audio for it in items]).astype(np.float32)),
                      None, labels, index)
-    t = max(1, max(len(it[1]) for it in items))
-    rgb = np.zeros((len(items), t, items[0][1].shape[1]), dtype=np.uint8)
-    audio = np.zeros((len(items), t, items[0][2].shape[1]), dtype=np.uint8)
-    mask = np.zeros((len(items), t), dtype=np.float32)
-    for j, it in enumerate(items):
-        n = len(it[1])
-        rgb[j, :n], audio[j, :n], mask[j, :n] = it[1], it[2], 1.0
-    return Batch(torch.from_numpy(rgb), torch.from_numpy(audio), torch.from_numpy(mask), labels, index)
+    rgb, audio, mask = pad_frames([it.rgb for it in items], [it.audio for it in items])
+    return Batch(rgb, audio, mask, labels, index)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

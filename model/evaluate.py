@@ -15,7 +15,7 @@ from yt8m.errors import UsageError
 from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
 
 from .checkpoint import LoadedModel
-from .data import ShardDataset, collate, ordered_batches, to_device
+from .data import ShardDataset, collate, ordered_batches, pad_frames, to_device
 from .metrics import TOP_K, MetricsAccumulator, segment_map
 
 SEGMENT_FRAMES = 5  # the 2019 challenge rates 5-second segments
@@ -55,10 +55,7 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
         for batch in iterate_batches(shards, batch_size, max_frames, workers):
             b = to_device(batch, device)
             with autocast or nullcontext():
-                if b.mask is None:  # video-level
-                    probs = model(b.rgb, b.audio)[0]
-                else:
-                    probs = model(b.rgb, b.audio, b.mask)[0]
+                probs = model(b.rgb, b.audio, b.mask)[0]
             p, y = probs.float().cpu().numpy(), batch.labels.numpy()
             if accumulator is not None:
                 accumulator.add(p, y)
@@ -82,10 +79,9 @@ def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
             continue
         starts = np.asarray(video.segment_start_times, dtype=np.int64)
         n = len(starts)
-        no_labels = np.zeros(0, np.float32)  # collate pads and masks; labels come from the ratings
-        b = collate([(j, video.rgb[s:s + SEGMENT_FRAMES], video.audio[s:s + SEGMENT_FRAMES], no_labels)
-                     for j, s in enumerate(starts)])
-        probs = loaded.predict(b.rgb, b.audio, b.mask).cpu().numpy()
+        rgb, audio, mask = pad_frames([video.rgb[s:s + SEGMENT_FRAMES] for s in starts],
+                                      [video.audio[s:s + SEGMENT_FRAMES] for s in starts])
+        probs = loaded.predict(rgb, audio, mask).cpu().numpy()
         seg_classes = np.asarray(video.segment_labels, dtype=np.int64)
         classes.append(seg_classes)
         scores.append(probs[np.arange(n), seg_classes])

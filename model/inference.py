@@ -26,7 +26,7 @@ from yt8m.store import ShardSet, VideoRecord
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import LoadedModel
-from .data import collate
+from .data import pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
 from .config import KAGGLE_TOP_K
 
@@ -56,14 +56,6 @@ def kaggle_pairs(probs: np.ndarray, k: int = KAGGLE_TOP_K) -> str:
 
 # --------------------------------------------------------------------------- model on records
 
-def _pad(records: Sequence[VideoRecord], max_frames: int) -> tuple[torch.Tensor, ...]:
-    """Frame-level records -> padded uint8 rgb [B, T, 1024], audio [B, T, 128] and mask [B, T]."""
-    no_labels = np.zeros(0, np.float32)  # collate wants labels; inference has none
-    batch = collate([(i, r.rgb[:max_frames], r.audio[:max_frames], no_labels)
-                     for i, r in enumerate(records)])
-    return batch.rgb, batch.audio, batch.mask
-
-
 def predict_records(loaded: LoadedModel, records: Sequence[VideoRecord]) -> np.ndarray:
     """Probabilities [B, C] for frame-level or video-level records, as float32 NumPy."""
     if not records:
@@ -71,8 +63,10 @@ def predict_records(loaded: LoadedModel, records: Sequence[VideoRecord]) -> np.n
     if loaded.video_level:
         rgb = torch.from_numpy(np.stack([_mean(r, "rgb") for r in records]))
         audio = torch.from_numpy(np.stack([_mean(r, "audio") for r in records]))
-        return loaded.predict_video_level(rgb, audio).cpu().numpy()
-    return loaded.predict(*_pad(records, loaded.max_frames)).cpu().numpy()
+        return loaded.predict(rgb, audio).cpu().numpy()
+    t = loaded.max_frames
+    return loaded.predict(*pad_frames([r.rgb[:t] for r in records],
+                                      [r.audio[:t] for r in records])).cpu().numpy()
 
 
 def _mean(record: VideoRecord, stream: str) -> np.ndarray:

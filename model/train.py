@@ -1,4 +1,5 @@
-"""The training loop: one plain function, nanoGPT style.
+"""The training loop, nanoGPT style: `prepare_run`, then `train_step` per batch, a log
+line per window (the only host synchronisation), `save_checkpoint` and validation.
 
 Adam at 2e-4, decayed by 0.8 every 2M examples (staircase), gradient clipping at
 1.0, batch 160 (global: split over processes), binary cross entropy: the NeXtVLAD
@@ -17,47 +18,23 @@ import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
-from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT
+from yt8m.representation import MAX_FRAMES_LIMIT
 from yt8m.store import VIDEO, ShardSet
 
 from . import checkpoint as ckpt
-from .config import ModelConfig, build_model
+from .config import ModelConfig, TrainConfig, build_model
 from .data import Batch, EpochBatchSampler, ShardDataset, collate, to_device
 
 METRIC_COLUMNS = ["step", "split", "examples", "loss", "lr", "videos_per_s", "data_wait",
                   "gap", "map", "hit_at_1", "perr"]
-
-
-@dataclass
-class TrainConfig:
-    data: str = "data/features"
-    val: str | None = None
-    out: str = "runs"
-    epochs: int = 5
-    steps: int | None = None  # total optimizer steps; overrides epochs
-    batch_size: int = 160  # global, over all processes
-    lr: float = 2e-4
-    lr_decay: float = 0.8
-    decay_examples: int = 2_000_000
-    clip_norm: float = 1.0
-    max_frames: int = DEFAULT_MAX_FRAMES
-    device: str = "auto"
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    workers: int = 2
-    seed: int = 0
-    checkpoint_every: int = 1000
-    log_every: int = 20
-    resume: str | None = None  # run folder or checkpoint to continue
-    pca_dir: str = DEFAULT_PCA_DIR  # eigenvals.npy for reverse whitening, if the shards lack them
-    quiet: bool = False
 
 
 @dataclass
@@ -123,56 +100,110 @@ def check_model_fits_data(config: ModelConfig, shards: ShardSet) -> None:
 
 
 def rgb_eigenvalues(shards: ShardSet, pca_dir: str) -> np.ndarray:
-    """The visual PCA eigenvalues: recorded in the shards (meta.extra['rgb_pca_eigenvals']),
-    else the published `eigenvals.npy` in --pca-dir. UsageError if neither has them."""
-    values = shards.meta.extra.get("rgb_pca_eigenvals")
-    source = f"the shards in {shards.data_dir}"
-    if values is None:
-        path = os.path.join(pca_dir, "eigenvals.npy")
-        if not os.path.exists(path):
-            raise UsageError("--reverse-whitening needs the visual PCA eigenvalues: the shards do "
-                             f"not record them and {path} does not exist. Run `python pipeline.py "
-                             "download` (or pass --pca-dir), or train without --reverse-whitening.")
-        values, source = np.load(path), path
-    values = np.asarray(values, dtype=np.float32).ravel()
+    """The visual PCA eigenvalues from `--pca-dir`, refused unless they are the PCA the
+    shards were made with (their recorded rgb_pca identity)."""
+    from extract.pca import identities
+
+    path = os.path.join(pca_dir, "eigenvals.npy")
+    if not os.path.exists(path):
+        raise UsageError(f"--reverse-whitening needs the visual PCA eigenvalues: {path} does not "
+                         "exist. Run `python pipeline.py download` (or pass --pca-dir with the "
+                         "PCA the shards were made with), or train without --reverse-whitening.")
+    made_with = shards.meta.representation.rgb_pca
+    have = identities(pca_dir)[0]
+    if have != made_with:
+        raise UsageError(f"--reverse-whitening: {pca_dir} holds the PCA {have!r}, but the shards in "
+                         f"{shards.data_dir} were made with {made_with!r}. Pass --pca-dir with "
+                         "the parameters the shards were extracted with.")
+    values = np.asarray(np.load(path), dtype=np.float32).ravel()
     if values.size < 1024 or not np.all(np.isfinite(values)) or values[:1024].min() < 0:
-        raise UsageError(f"{source}: expected at least 1024 finite, non-negative PCA eigenvalues")
+        raise UsageError(f"{path}: expected at least 1024 finite, non-negative PCA eigenvalues")
     return values[:1024]
 
 
-def train(tc: TrainConfig, mc: ModelConfig) -> str:
-    """Train; returns the run folder. Raises UsageError for what the user can fix."""
+def apply_reverse_whitening(model: torch.nn.Module, shards: ShardSet, pca_dir: str) -> None:
+    """Undo the whitening's division by sqrt(eigenvalue + 1e-4) (docs/reference.md,
+    "Representation") in every NeXtVLAD of the model (mix-nextvlad has several)."""
+    scales = [m.rgb_scale for m in model.modules() if hasattr(m, "rgb_scale")]
+    if not scales:
+        raise UsageError("--reverse-whitening applies to nextvlad and mix-nextvlad only.")
+    scale = torch.from_numpy(np.sqrt(rgb_eigenvalues(shards, pca_dir) + 1e-4))
+    with torch.no_grad():
+        for buffer in scales:
+            buffer.copy_(scale.to(buffer.device))
+
+
+@dataclass
+class Run:
+    """What the loop works with, made once by `prepare_run`."""
+
+    tc: TrainConfig
+    mc: ModelConfig
+    device: torch.device
+    ddp: Distributed
+    shards: ShardSet
+    val: ShardSet | None
+    model: torch.nn.Module
+    train_model: torch.nn.Module  # the model, wrapped for DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: object
+    run_dir: str
+    step: int
+    per_epoch: int
+    total_steps: int
+    last_saved: int | None
+    pointed_latest: bool = False  # runs/latest points here from this process's first checkpoint
+
+
+@dataclass
+class Window:
+    """What happened since the last log line; the loss stays on the device until then."""
+
+    start: float = field(default_factory=time.perf_counter)
+    videos: int = 0
+    wait: float = 0.0
+    steps: int = 0
+    loss_sum: torch.Tensor | None = None
+
+    def add(self, loss: torch.Tensor, videos: int) -> None:
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.steps += 1
+        self.videos += videos
+
+
+def check_config(tc: TrainConfig) -> None:
     if not 1 <= tc.max_frames <= MAX_FRAMES_LIMIT:
         raise UsageError(f"--max-frames {tc.max_frames}: must be between 1 and {MAX_FRAMES_LIMIT}")
     if tc.batch_size < 1 or not tc.lr > 0:
         raise UsageError(f"--batch-size {tc.batch_size} / --lr {tc.lr}: need a batch of at least 1 "
                          "and a positive learning rate")
-    device = pick_device(tc.device, int(os.environ.get("LOCAL_RANK", "0")))
-    ddp = setup_distributed(device)
-    if tc.batch_size % ddp.world_size:
-        raise UsageError(f"--batch-size {tc.batch_size} is the global batch and must be divisible "
-                         f"by the {ddp.world_size} processes")
 
-    resumed = None
-    if tc.resume:
-        resumed = ckpt.Checkpoint.load(tc.resume)
-        if resumed.training is None:
-            raise UsageError(f"{tc.resume} holds a model without its training state (a converted "
-                             "or published model); --resume continues runs written by `train`.")
-        mc = resumed.config
-        saved = TrainConfig(**resumed.training.train_config)
-        # Continue as configured; only the length of the run and the machinery may change.
-        tc = dataclasses.replace(saved, steps=tc.steps or saved.steps, epochs=tc.epochs,
-                                 device=tc.device, workers=tc.workers, quiet=tc.quiet,
-                                 resume=tc.resume, checkpoint_every=tc.checkpoint_every)
 
+def resume_from(tc: TrainConfig) -> tuple[TrainConfig, ModelConfig, ckpt.Checkpoint]:
+    """The run to continue: its configuration, with only the run's length and machinery
+    taken from the command line."""
+    resumed = ckpt.Checkpoint.load(tc.resume)
+    if resumed.training is None:
+        raise UsageError(f"{tc.resume} holds a model without its training state (a converted "
+                         "or published model); --resume continues runs written by `train`.")
+    saved = TrainConfig(**resumed.training.train_config)
+    tc = dataclasses.replace(saved, steps=tc.steps or saved.steps, epochs=tc.epochs,
+                             device=tc.device, workers=tc.workers, quiet=tc.quiet,
+                             resume=tc.resume, checkpoint_every=tc.checkpoint_every)
+    return tc, resumed.config, resumed
+
+
+def open_data(tc: TrainConfig, mc: ModelConfig, resumed: ckpt.Checkpoint | None
+              ) -> tuple[ShardSet, ShardSet | None]:
+    """Training (and validation) shards, checked against the model and the resumed run."""
     shards = open_training_data(tc.data, "training")
     check_model_fits_data(mc, shards)
-    vocabulary = shards.vocabulary
-    mc.num_classes = len(vocabulary)
+    mc.num_classes = len(shards.vocabulary)
     if resumed is not None:
         problems = resumed.representation.differences(shards.meta.representation)
-        if problems or resumed.vocabulary.sha256 != vocabulary.sha256:
+        if problems or resumed.vocabulary.sha256 != shards.vocabulary.sha256:
             raise UsageError(f"cannot resume on {tc.data}: its shards differ from the run's training "
                              f"data ({'; '.join(problems) or 'vocabulary differs'}).")
     val = open_training_data(tc.val, "validation") if tc.val else None
@@ -181,23 +212,32 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
         if val.meta.mismatch(shards.meta):
             raise UsageError(f"--val {tc.val} was made differently from --data {tc.data}: "
                              + "; ".join(val.meta.mismatch(shards.meta)))
+    return shards, val
 
-    global_batch = tc.batch_size
-    per_epoch = EpochBatchSampler.batches_per_epoch(len(shards), global_batch)
+
+def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
+    """Configuration, data, model, optimizer and run folder; the state of a resumed run."""
+    check_config(tc)
+    device = pick_device(tc.device, int(os.environ.get("LOCAL_RANK", "0")))
+    ddp = setup_distributed(device)
+    if tc.batch_size % ddp.world_size:
+        raise UsageError(f"--batch-size {tc.batch_size} is the global batch and must be divisible "
+                         f"by the {ddp.world_size} processes")
+    resumed = None
+    if tc.resume:
+        tc, mc, resumed = resume_from(tc)
+    shards, val = open_data(tc, mc, resumed)
+    per_epoch = EpochBatchSampler.batches_per_epoch(len(shards), tc.batch_size)
     if per_epoch == 0:
         raise UsageError(f"{tc.data} holds {len(shards)} videos, fewer than one batch of "
-                         f"{global_batch}; lower --batch-size.")
-    total_steps = tc.steps if tc.steps else tc.epochs * per_epoch
+                         f"{tc.batch_size}; lower --batch-size.")
 
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     model = build_model(mc).to(device)
-    if mc.reverse_whitening and hasattr(model, "rgb_scale"):
-        # Undo the whitening's division by sqrt(eigenvalue + 1e-4) (docs/reference.md, "Representation").
-        eig = rgb_eigenvalues(shards, tc.pca_dir)
-        with torch.no_grad():
-            model.rgb_scale.copy_(torch.from_numpy(np.sqrt(eig + 1e-4)).to(device))
+    if mc.reverse_whitening and resumed is None:  # a resumed run has them in its weights
+        apply_reverse_whitening(model, shards, tc.pca_dir)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    decay = lambda step: tc.lr_decay ** ((step * global_batch) // tc.decay_examples)  # noqa: E731
+    decay = lambda step: tc.lr_decay ** ((step * tc.batch_size) // tc.decay_examples)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     step = 0
     if resumed is not None:
@@ -205,122 +245,140 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
         optimizer.load_state_dict(resumed.training.optimizer)
         scheduler.load_state_dict(resumed.training.scheduler)
         step = resumed.training.step
-    # realpath: resuming runs/latest must write into (and re-point latest at) the real folder
-    run_dir = os.path.dirname(os.path.realpath(ckpt.checkpoint_path(tc.resume))) if tc.resume else None
-
     train_model = model
     if ddp.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-
     autocast, precision = autocast_for(device, tc.precision)
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    # realpath: resuming runs/latest must write into (and re-point latest at) the real folder
+    run_dir = os.path.dirname(os.path.realpath(ckpt.checkpoint_path(tc.resume))) if tc.resume \
+        else (ckpt.new_run_dir(tc.out, mc.name) if ddp.main else "")
     if ddp.main:
-        if run_dir is None:
-            run_dir = ckpt.new_run_dir(tc.out, mc.name)
-        ckpt.write_summary(run_dir, mc, shards.meta.representation, vocabulary, shards.meta.kind,
-                           {"train": dataclasses.asdict(tc)})
-        log = MetricsLog(run_dir)
-    dataset = ShardDataset(shards, tc.max_frames)
+        ckpt.write_summary(run_dir, mc, shards.meta.representation, shards.vocabulary,
+                           shards.meta.kind, {"train": dataclasses.asdict(tc)})
+    total = tc.steps if tc.steps else tc.epochs * per_epoch
+    return Run(tc, mc, device, ddp, shards, val, model, train_model, optimizer, scheduler, scaler,
+               autocast, run_dir, step, per_epoch, total, step if resumed is not None else None)
 
-    def loader(epoch: int, start: int):
-        sampler = EpochBatchSampler(len(shards), global_batch, tc.seed, epoch, ddp.rank,
-                                    ddp.world_size, start)
-        return iter(torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=tc.workers,
-            pin_memory=device.type == "cuda", prefetch_factor=4 if tc.workers else None,
-            generator=torch.Generator().manual_seed(step_seed(tc.seed, 0, epoch))))
 
-    def save(step: int) -> str:
-        path = os.path.join(run_dir, ckpt.CHECKPOINT)
-        ckpt.Checkpoint(
-            model.state_dict(), mc, shards.meta.representation, vocabulary, shards.meta.kind,
-            tc.max_frames, ckpt.TrainingState(optimizer.state_dict(), scheduler.state_dict(),
-                                              step, dataclasses.asdict(tc))).save(path)
-        return path
+def batches_from(run: Run, epoch: int, start: int) -> Iterator[Batch]:
+    """The batches of `epoch` from its `start`-th on (a resumed run starts mid-epoch)."""
+    tc = run.tc
+    sampler = EpochBatchSampler(len(run.shards), tc.batch_size, tc.seed, epoch, run.ddp.rank,
+                                run.ddp.world_size, start)
+    return iter(torch.utils.data.DataLoader(
+        ShardDataset(run.shards, tc.max_frames), batch_sampler=sampler, collate_fn=collate,
+        num_workers=tc.workers, pin_memory=run.device.type == "cuda",
+        prefetch_factor=4 if tc.workers else None,
+        generator=torch.Generator().manual_seed(step_seed(tc.seed, 0, epoch))))
 
+
+def train_step(run: Run, batch: Batch) -> torch.Tensor:
+    """Forward, backward, clip, step; the loss, detached, still on the device."""
+    torch.manual_seed(step_seed(run.tc.seed, run.ddp.rank, run.step))
+    b = to_device(batch, run.device)
+    with run.autocast:
+        _, loss = run.train_model(b.rgb, b.audio, b.mask, b.labels)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()  # a pass-through unless training in fp16
+    run.scaler.unscale_(run.optimizer)
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.tc.clip_norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    run.step += 1
+    return loss.detach().float()
+
+
+def window_loss(run: Run, window: Window) -> float:
+    """The window's mean loss over all ranks (the one host synchronisation); UsageError
+    when it is not finite, before anything is written from the damaged weights."""
+    loss = window.loss_sum / max(window.steps, 1)
+    if run.ddp.world_size > 1:
+        import torch.distributed as dist
+        dist.all_reduce(loss)
+        loss /= run.ddp.world_size
+    value = loss.item()
+    if not math.isfinite(value):
+        kept = (f"the last good checkpoint (step {run.last_saved}) is {run.run_dir}/{ckpt.CHECKPOINT}"
+                if run.last_saved is not None else "no checkpoint was written before it")
+        raise UsageError(f"training stopped: the loss became {value} by step {run.step}; {kept}. "
+                         f"Lower --lr (now {run.tc.lr:g}) and train again, or --resume from the "
+                         "checkpoint.")
+    return value
+
+
+def log_window(run: Run, window: Window, log: "MetricsLog | None", bar) -> None:
+    value = window_loss(run, window)
+    if not run.ddp.main:
+        return
+    elapsed = time.perf_counter() - window.start
+    lr = run.scheduler.get_last_lr()[0]
+    log.row(step=run.step, split="train", examples=run.step * run.tc.batch_size, loss=value, lr=lr,
+            videos_per_s=window.videos / elapsed, data_wait=window.wait / elapsed)
+    bar.set_postfix(loss=f"{value:.3f}")
+    if bar.disable and not run.tc.quiet:  # no bar (not a terminal): plain log lines
+        print(f"step {run.step}/{run.total_steps} loss {value:.4f} lr {lr:.3g} "
+              f"{window.videos / elapsed:.1f} videos/s", file=sys.stderr)
+
+
+def save_checkpoint(run: Run) -> None:
+    """The model and the training state, atomically; runs/latest points here from the first."""
+    ckpt.Checkpoint(
+        run.model.state_dict(), run.mc, run.shards.meta.representation, run.shards.vocabulary,
+        run.shards.meta.kind, run.tc.max_frames,
+        ckpt.TrainingState(run.optimizer.state_dict(), run.scheduler.state_dict(), run.step,
+                           dataclasses.asdict(run.tc))).save(os.path.join(run.run_dir, ckpt.CHECKPOINT))
+    if not run.pointed_latest:
+        ckpt.point_latest(os.path.dirname(os.path.abspath(run.run_dir)), run.run_dir)
+        run.pointed_latest = True
+    run.last_saved = run.step
+
+
+def train(tc: TrainConfig, mc: ModelConfig) -> str:
+    """Train; returns the run folder. Raises UsageError for what the user can fix."""
     from yt8m.cli_util import progress
-    bar = progress(total=total_steps, desc=f"train {mc.name}", quiet=tc.quiet or not ddp.main,
-                   unit="step")
-    bar.update(step)
-    epoch, in_epoch = divmod(step, per_epoch)
-    batches = loader(epoch, in_epoch)
-    model.train()
-    last_saved = step if resumed is not None else None
-    pointed_latest = False
-    window_start, window_videos, window_wait = time.perf_counter(), 0, 0.0
+
+    run = prepare_run(tc, mc)
+    tc = run.tc
+    log = MetricsLog(run.run_dir) if run.ddp.main else None
+    bar = progress(total=run.total_steps, desc=f"train {run.mc.name}",
+                   quiet=tc.quiet or not run.ddp.main, unit="step")
+    bar.update(run.step)
+    epoch, in_epoch = divmod(run.step, run.per_epoch)
+    batches = batches_from(run, epoch, in_epoch)
+    run.model.train()
+    window = Window()
     try:
-        while step < total_steps:
+        while run.step < run.total_steps:
             t0 = time.perf_counter()
-            try:
-                batch: Batch = next(batches)
-            except StopIteration:
+            batch = next(batches, None)
+            if batch is None:  # the epoch is over
                 epoch += 1
-                batches = loader(epoch, 0)
+                batches = batches_from(run, epoch, 0)
                 continue
-            window_wait += time.perf_counter() - t0
-            torch.manual_seed(step_seed(tc.seed, ddp.rank, step))
-            b = to_device(batch, device)
-            with autocast:
-                if mc.video_level:
-                    _, loss = train_model(b.rgb, b.audio, b.labels)
-                else:
-                    _, loss = train_model(b.rgb, b.audio, b.mask, b.labels)
-            mean_loss = loss.detach().float()
-            if ddp.world_size > 1:
-                import torch.distributed as dist
-                dist.all_reduce(mean_loss)
-                mean_loss /= ddp.world_size
-            loss_value = mean_loss.item()
-            if not math.isfinite(loss_value):
-                kept = (f"the last good checkpoint (step {last_saved}) is {run_dir}/{ckpt.CHECKPOINT}"
-                        if last_saved is not None else "no checkpoint was written before it")
-                raise UsageError(f"training stopped: the loss became {loss_value} at step {step + 1}; "
-                                 f"{kept}. Lower --lr (now {tc.lr:g}) and train again, or "
-                                 "--resume from the checkpoint.")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_norm)
-                optimizer.step()
-            scheduler.step()
-            step += 1
-            window_videos += len(batch) * ddp.world_size
+            window.wait += time.perf_counter() - t0
+            window.add(train_step(run, batch), len(batch) * run.ddp.world_size)
             bar.update(1)
-            if ddp.main:
-                if step % tc.log_every == 0 or step == total_steps:
-                    elapsed = time.perf_counter() - window_start
-                    log.row(step=step, split="train", examples=step * global_batch, loss=loss_value,
-                            lr=scheduler.get_last_lr()[0], videos_per_s=window_videos / elapsed,
-                            data_wait=window_wait / elapsed)
-                    bar.set_postfix(loss=f"{loss_value:.3f}")
-                    if bar.disable and not tc.quiet:  # no bar (not a terminal): plain log lines
-                        print(f"step {step}/{total_steps} loss {loss_value:.4f} "
-                              f"lr {scheduler.get_last_lr()[0]:.3g} "
-                              f"{window_videos / elapsed:.1f} videos/s", file=sys.stderr)
-                    window_start, window_videos, window_wait = time.perf_counter(), 0, 0.0
-                if step % tc.checkpoint_every == 0 or step == total_steps:
-                    save(step)
-                    if not pointed_latest:  # from its first checkpoint on, this is the run to resume
-                        ckpt.point_latest(os.path.dirname(os.path.abspath(run_dir)), run_dir)
-                        pointed_latest = True
-                    last_saved = step
-                    if val is not None:
-                        _validate(model, val, tc, device, autocast, log, step, global_batch)
-                        model.train()
+            last = run.step == run.total_steps
+            if run.step % tc.checkpoint_every == 0 or last:
+                window_loss(run, window)  # never save weights after a non-finite loss
+            if run.step % tc.log_every == 0 or last:
+                log_window(run, window, log, bar)
+                window = Window()
+            if run.ddp.main and (run.step % tc.checkpoint_every == 0 or last):
+                save_checkpoint(run)
+                if run.val is not None:
+                    _validate(run.model, run.val, tc, run.device, run.autocast, log, run.step,
+                              tc.batch_size)
+                    run.model.train()
     finally:
         bar.close()
-        if ddp.main:
+        if log is not None:
             log.close()
-    return run_dir
+    return run.run_dir
 
 
 def _validate(model, val: ShardSet, tc: TrainConfig, device, autocast, log: "MetricsLog",

@@ -18,5 +18,6 @@ class VideoLevelModel(nn.Module):
         self.classifier = make_classifier(classifier, rgb_dim + audio_dim, num_classes, mixtures)
 
     def forward(self, mean_rgb: torch.Tensor, mean_audio: torch.Tensor,
-                labels: torch.Tensor | None = None):
+                mask: torch.Tensor | None = None, labels: torch.Tensor | None = None):
+        """The same call as the frame-level models; there is no mask for mean features."""
         return self.classifier(torch.cat([mean_rgb, mean_audio], -1), labels)

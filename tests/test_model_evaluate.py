@@ -82,7 +82,7 @@ def test_video_level_train_and_evaluate(tmp_path):
                             quiet=True), ModelConfig("moe"))
     loaded = load_for_inference(os.path.join(str(tmp_path / "runs"), "latest"))
     assert loaded.video_level and os.path.realpath(loaded.path).startswith(os.path.realpath(run))
-    probs = loaded.predict_video_level(torch.zeros(2, 1024), torch.zeros(2, 128))
+    probs = loaded.predict(torch.zeros(2, 1024), torch.zeros(2, 128))
     assert probs.shape == (2, 6)
     assert set(evaluate(loaded, data)) == {"gap", "map", "hit_at_1", "perr"}
 

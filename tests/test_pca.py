@@ -199,15 +199,3 @@ def test_fit_on_silent_videos_gives_zero_audio(tmp_path):
     params = pca.load_pca(str(tmp_path))
     out = pca.apply_audio_pca(params, rng.standard_normal((4, 128)))
     assert np.all(out == 0)
-
-
-def test_placeholder_for_random_weights_is_orthonormal_and_labelled():
-    params = pca.placeholder_pca()
-    assert params.rgb.identity == params.audio.identity == pca.PLACEHOLDER
-    c = params.rgb.components.astype(np.float64)
-    assert c.shape == (2048, 1024) and np.allclose(c.T @ c, np.eye(1024), atol=1e-5)
-    x = np.random.default_rng(6).standard_normal((300, 2048)).astype(np.float32)
-    out = pca.apply_rgb_pca(params, x)
-    assert out.shape == (300, 1024) and 0.8 < out.std() < 1.2  # variety kept
-    a = pca.apply_audio_pca(params, x[:, :128])
-    assert np.allclose(np.linalg.norm(a, axis=1), np.linalg.norm(x[:, :128], axis=1), rtol=1e-4)

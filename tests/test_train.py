@@ -150,16 +150,39 @@ def test_video_level_model_on_frame_shards_exits_2(tmp_path, random_data, capsys
     assert code == 2 and "frame-level" in capsys.readouterr().err
 
 
-def test_reverse_whitening_scales_rgb_by_sqrt_eigenvalues(tmp_path, random_data, capsys):
+@pytest.fixture(scope="module")
+def published_pca_data(tmp_path_factory) -> str:
+    """Random frames in shards that record the published PCA (as extracted or imported ones)."""
+    from yt8m.representation import OFFICIAL
+    out = str(tmp_path_factory.mktemp("published"))
+    write_random_frames(out, 16, representation=OFFICIAL)
+    return out
+
+
+@pytest.mark.parametrize("name", ["nextvlad", "mix-nextvlad"])
+def test_reverse_whitening_scales_rgb_by_sqrt_eigenvalues(tmp_path, published_pca_data, capsys,
+                                                          name):
     eig = np.linspace(5.0, 0.01, 2048, dtype=np.float32).reshape(2048, 1)  # the published layout
     np.save(tmp_path / "eigenvals.npy", eig)
-    args = ["train", "--data", random_data, *TINY, "--steps", "1", "--batch-size", "8",
-            "--reverse-whitening", "--out", str(tmp_path / "runs")]
+    args = ["train", "--data", published_pca_data, *TINY, "--model", name, "--branches", "2",
+            "--steps", "1", "--batch-size", "8", "--reverse-whitening", "--out", str(tmp_path / "runs")]
     assert pipeline_main(args + ["--pca-dir", str(tmp_path)]) == 0
-    scale = load_for_inference(str(tmp_path / "runs" / "latest")).model.rgb_scale
-    torch.testing.assert_close(scale, torch.from_numpy(np.sqrt(eig[:1024, 0] + 1e-4)))
+    model = load_for_inference(str(tmp_path / "runs" / "latest")).model
+    scales = [m.rgb_scale for m in model.modules() if hasattr(m, "rgb_scale")]
+    assert len(scales) == (2 if name == "mix-nextvlad" else 1)  # every branch, not one
+    for scale in scales:
+        torch.testing.assert_close(scale, torch.from_numpy(np.sqrt(eig[:1024, 0] + 1e-4)))
     assert pipeline_main(args + ["--pca-dir", str(tmp_path / "nowhere")]) == 2
     assert "eigenvals.npy" in capsys.readouterr().err
+
+
+def test_reverse_whitening_refuses_eigenvalues_of_another_pca(tmp_path, random_data, capsys):
+    """Shards made with other PCA parameters than --pca-dir's: refused, saying which."""
+    np.save(tmp_path / "eigenvals.npy", np.ones((2048, 1), np.float32))
+    code = pipeline_main(["train", "--data", random_data, *TINY, "--steps", "1", "--batch-size", "8",
+                          "--reverse-whitening", "--pca-dir", str(tmp_path), "--out",
+                          str(tmp_path / "runs")])
+    assert code == 2 and "were made with" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["nextvlad", "mix-nextvlad", "dbof"])
@@ -172,3 +195,13 @@ def test_bf16_autocast_training_and_validation(tmp_path, random_data, name):
     assert all(np.isfinite(losses(run)))
     weights = Checkpoint.load(run).weights
     assert all(v.dtype != torch.bfloat16 for v in weights.values())  # weights stay fp32
+
+
+def test_fp16_training_goes_through_the_gradient_scaler(tmp_path, random_data):
+    """fp16 autocast with loss scaling (one GradScaler path for every precision)."""
+    run = train(TrainConfig(data=random_data, out=str(tmp_path), steps=3, batch_size=8, workers=0,
+                            quiet=True, precision="fp16", checkpoint_every=3, log_every=1),
+                ModelConfig("nextvlad", clusters=8, groups=4, hidden_size=16))
+    assert len(losses(run)) == 3 and all(np.isfinite(losses(run)))
+    before = Checkpoint.load(run).weights
+    assert all(v.dtype == torch.float32 for v in before.values() if v.is_floating_point())

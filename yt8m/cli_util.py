@@ -81,3 +81,38 @@ def resolve_device(name: str) -> Any:
         raise UsageError("--device cuda was asked for, but no CUDA GPU is visible to "
                          "PyTorch here. Use --device cpu (or auto).")
     return torch.device(name)
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_fields(parser: argparse.ArgumentParser, cls: type, names: Sequence[str],
+               **flag_names: str) -> None:
+    """One flag per dataclass field: `--field-name`, its default and help text taken from
+    the field (help and choices live in the field's metadata), so the dataclass is the
+    one source of every default. `flag_names` renames a flag (name="--model")."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
+    for name in names:
+        f = fields[name]
+        default = getattr(defaults, name)
+        flag = flag_names.get(name, "--" + name.replace("_", "-"))
+        text = f.metadata.get("help", "")
+        if f.type == "bool":
+            parser.add_argument(flag, dest=name, action="store_true", help=text)
+            continue
+        kind = _TYPES[f.type.replace(" | None", "").strip()]
+        shown = f.metadata.get("default_help", default)
+        metavar = f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind, "VALUE")
+        if f.metadata.get("choices"):
+            metavar = None
+        parser.add_argument(flag, dest=name, type=kind, default=default,
+                            choices=f.metadata.get("choices"), metavar=metavar,
+                            help=text if shown is None else f"{text} (default {shown})")
+
+
+def fields_from_args(cls: type, args: argparse.Namespace, names: Sequence[str]) -> Any:
+    """The dataclass built from the flags `add_fields` added."""
+    return cls(**{name: getattr(args, name) for name in names})
