@@ -40,6 +40,8 @@ from typing import Iterator
 import numpy as np
 
 from yt8m.errors import RejectedInput
+
+from .config import CHUNK_BYTES
 from yt8m.representation import DEFAULT_MAX_FRAMES
 
 VIDEO_EXTENSIONS = frozenset({
@@ -48,7 +50,6 @@ VIDEO_EXTENSIONS = frozenset({
     ".divx", ".dv", ".mxf",
 })
 TIME_TOLERANCE_S = 1e-4  # float32 seconds resolve ~3e-5 s at 360 s; 29.97 fps is 1 ms off
-CHUNK_BYTES = 64 << 20  # frames handed out at a time: 10 frames of 1080p, 2 of 4K
 CHUNK_FRAMES = 8  # and at most this many, so inference can start early
 DECODE_THREADS = 2  # per video; 0 (decord's "auto") fails on VP9 with decord 3.4
 _MAX_SANE_TIME_S = 1e7  # beyond this a timestamp is "no timestamp" (AV_NOPTS_VALUE)

@@ -28,12 +28,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import RejectedInput
-from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT, Representation
+from yt8m.representation import Representation
 from yt8m.store import VideoRecord
 
-from .decode import CHUNK_BYTES, open_video, read_audio
+from .config import CPU_BATCH, GPU_BATCH, ExtractConfig
+from .decode import open_video, read_audio
 from .features import (Backbones, audio_examples, inception_pool3, load_backbones,
                        quantize_audio, quantize_rgb, silent_audio, vggish_fc2)
 from .resize import INCEPTION_SIZE, resize_bilinear_tf1
@@ -41,20 +41,34 @@ from .resize import INCEPTION_SIZE, resize_bilinear_tf1
 QUEUE_CHUNKS = 2  # decoded chunks a worker may run ahead of inference, per video
 
 
+# What a decoder thread tells the inference side about one video, in this order:
+# Opened, Frames..., then Sound (the last event) -- or Rejected at any point (also the last).
 @dataclass
-class ExtractConfig:
-    max_frames: int = DEFAULT_MAX_FRAMES
-    batch_size: int = 0  # frames per Inception batch; 0: 8 on CPU, 256 on GPU
-    workers: int = 2  # decoder threads; 0 decodes in the calling thread
-    device: str = "auto"
-    weights_dir: str | None = None
-    random_weights: bool = False
-    pca_dir: str | None = DEFAULT_PCA_DIR  # None: raw (pre-PCA) features, for fit-pca
-    chunk_bytes: int = CHUNK_BYTES
+class Opened:
+    n_frames: int
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_frames <= MAX_FRAMES_LIMIT:
-            raise ValueError(f"max_frames must be in 1..{MAX_FRAMES_LIMIT}")
+
+@dataclass
+class Frames:
+    frames: torch.Tensor  # [k, H, W, 3] uint8, or [k, 299, 299, 3] float when resized already
+
+
+@dataclass
+class Sound:
+    examples: torch.Tensor | None  # log-mel examples [T, 96, 64]; None without an audio track
+
+
+@dataclass
+class Rejected:
+    error: RejectedInput
+
+
+@dataclass
+class Idle:
+    """Not an event of the video: the decoder has nothing new yet (run a partial batch)."""
+
+
+Event = Opened | Frames | Sound | Rejected | Idle
 
 
 @dataclass
@@ -95,7 +109,7 @@ class Extractor:
         self.backbones = backbones or load_backbones(config.weights_dir, config.random_weights,
                                                      config.pca_dir, self.device)
         # On CPU a batch of 8 is as fast per frame as 32 and peaks ~300 MB lower.
-        self.batch_size = config.batch_size or (256 if self.device.type == "cuda" else 8)
+        self.batch_size = config.batch_size or (GPU_BATCH if self.device.type == "cuda" else CPU_BATCH)
         # While the decoder is behind, run what is at hand once it is a quarter batch
         # (smaller batches cost throughput, idling costs more).
         self.min_batch = max(1, self.batch_size // 4)
@@ -139,14 +153,12 @@ class Extractor:
 
     # ------------------------------------------------------------------ decoding side
 
-    def _decode(self, path: str, name: str) -> Iterator[tuple[str, object]]:
-        """Messages for one video: ("info", T), ("frames", tensor)..., then ("audio",
-        examples | None); or ("rejected", RejectedInput) at any point. (Through a
-        worker's queue, ("idle", None) also says that the next message is not ready.)"""
+    def _decode(self, path: str, name: str) -> Iterator[Event]:
+        """The events of one video (see Event)."""
         try:
             video = open_video(path, self.config.max_frames, name)
             info = video.info
-            yield "info", info.n_frames
+            yield Opened(info.n_frames)
             # Sound first (decoded as a stream, only the seconds the frames need): the
             # frames then stream through without the audio's memory on top of them.
             wave = read_audio(path, info.n_frames, name)
@@ -159,28 +171,28 @@ class Extractor:
                     frames = torch.cat([resize_bilinear_tf1(frames[i:i + 2], INCEPTION_SIZE)
                                         for i in range(0, len(frames), 2)])
                 del chunk
-                yield "frames", frames
+                yield Frames(frames)
             del video
-            yield "audio", examples
+            yield Sound(examples)
         except RejectedInput as e:
-            yield "rejected", e
+            yield Rejected(e)
         except Exception as e:  # noqa: BLE001 - one odd file must not stop the job
-            yield "rejected", RejectedInput(name, f"cannot decode: {type(e).__name__}: {e}")
+            yield Rejected(RejectedInput(name, f"cannot decode: {type(e).__name__}: {e}"))
 
     def _worker(self, path: str, name: str, out: queue.Queue, stop: threading.Event) -> None:
-        for message in self._decode(path, name):
+        for event in self._decode(path, name):
             while not stop.is_set():
                 try:
-                    out.put(message, timeout=0.2)
+                    out.put(event, timeout=0.2)
                     break
                 except queue.Full:
                     continue
             if stop.is_set():
                 return
 
-    def _messages(self, paths: Sequence[str], names: Sequence[str]
-                  ) -> Iterator[tuple[int, Iterator[tuple[str, object]]]]:
-        """(index, message stream) per video in order, decoded ahead by the workers."""
+    def _events(self, paths: Sequence[str], names: Sequence[str]
+                ) -> Iterator[tuple[int, Iterator[Event]]]:
+        """(index, event stream) per video in order, decoded ahead by the workers."""
         workers = self.config.workers
         if workers <= 0:
             for i, (p, n) in enumerate(zip(paths, names)):
@@ -190,15 +202,15 @@ class Extractor:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
         inflight: collections.deque = collections.deque()
 
-        def drain(q: queue.Queue) -> Iterator[tuple[str, object]]:
+        def drain(q: queue.Queue) -> Iterator[Event]:
             while True:
                 try:
-                    kind, payload = q.get_nowait()
+                    event = q.get_nowait()
                 except queue.Empty:
-                    yield "idle", None  # the consumer may run a partial batch meanwhile
-                    kind, payload = q.get()
-                yield kind, payload
-                if kind in ("audio", "rejected"):
+                    yield Idle()  # the consumer may run a partial batch meanwhile
+                    event = q.get()
+                yield event
+                if isinstance(event, (Sound, Rejected)):
                     return
 
         try:
@@ -217,58 +229,65 @@ class Extractor:
     # ------------------------------------------------------------------ inference side
 
     def _embed(self, paths: Sequence[str], names: Sequence[str] | None) -> Iterator[_Video]:
+        """Videos with their backbone outputs, in input order, as soon as each is complete."""
         paths = list(paths)
         names = list(names) if names is not None else list(paths)
         pending: collections.deque[_Video] = collections.deque()
-        batch: list[tuple[_Video, torch.Tensor]] = []  # frames waiting for Inception
-        batch_frames = 0
-
-        def run_batch() -> None:
-            nonlocal batch, batch_frames
-            if not batch:
-                return
-            frames = torch.cat([f for _, f in batch])
-            pool3 = inception_pool3(self.backbones, frames)
-            at = 0
-            for video, f in batch:
-                video.pool3.append(pool3[at:at + len(f)])
-                video.embedded += len(f)
-                at += len(f)
-            batch, batch_frames = [], 0
-
-        for i, messages in self._messages(paths, names):
+        batch = _InceptionBatch(self)
+        for i, events in self._events(paths, names):
             video = _Video(i, paths[i], names[i])
             pending.append(video)
-            for kind, payload in messages:
-                if kind == "info":
-                    video.n_frames = int(payload)
-                elif kind == "frames":
-                    frames = payload
-                    if not self.resize_in_decoder:
-                        frames = resize_bilinear_tf1(frames.to(self.device, non_blocking=True),
-                                                     INCEPTION_SIZE)
-                    # Split so that a batch never exceeds batch_size frames.
-                    while len(frames):
-                        take = min(len(frames), self.batch_size - batch_frames)
-                        batch.append((video, frames[:take]))
-                        batch_frames += take
-                        frames = frames[take:]
-                        if batch_frames >= self.batch_size:
-                            run_batch()
-                elif kind == "audio":
-                    if payload is not None:
-                        video.fc2 = vggish_fc2(self.backbones, payload, self.batch_size)
-                        video.has_audio = True
-                    video.audio_done = True
-                elif kind == "rejected":
-                    video.rejected = payload
-                    video.pool3 = []
-                elif kind == "idle" and batch_frames >= self.min_batch:
-                    run_batch()  # rather than wait for the decoder with frames at hand
-            while pending and pending[0].done:
-                yield pending.popleft()
-        run_batch()
+            for event in events:
+                match event:
+                    case Opened(n_frames):
+                        video.n_frames = n_frames
+                    case Frames(frames):
+                        batch.add(video, frames)
+                    case Sound(examples):
+                        if examples is not None:
+                            video.fc2 = vggish_fc2(self.backbones, examples, self.batch_size)
+                            video.has_audio = True
+                        video.audio_done = True
+                    case Rejected(error):
+                        video.rejected, video.pool3 = error, []
+                    case Idle() if batch.frames >= self.min_batch:
+                        batch.run()  # rather than wait for the decoder with frames at hand
+                while pending and pending[0].done:
+                    yield pending.popleft()
+        batch.run()
         while pending:
             video = pending.popleft()
             assert video.done, video
             yield video
+
+
+class _InceptionBatch:
+    """Frames of consecutive videos gathered into Inception batches of `batch_size`."""
+
+    def __init__(self, extractor: Extractor):
+        self.extractor = extractor
+        self.parts: list[tuple[_Video, torch.Tensor]] = []
+        self.frames = 0
+
+    def add(self, video: _Video, frames: torch.Tensor) -> None:
+        x = self.extractor
+        if not x.resize_in_decoder:  # on a GPU the resize runs on the device
+            frames = resize_bilinear_tf1(frames.to(x.device, non_blocking=True), INCEPTION_SIZE)
+        while len(frames):  # split so that a batch never exceeds batch_size frames
+            take = min(len(frames), x.batch_size - self.frames)
+            self.parts.append((video, frames[:take]))
+            self.frames += take
+            frames = frames[take:]
+            if self.frames >= x.batch_size:
+                self.run()
+
+    def run(self) -> None:
+        if not self.parts:
+            return
+        pool3 = inception_pool3(self.extractor.backbones, torch.cat([f for _, f in self.parts]))
+        at = 0
+        for video, f in self.parts:
+            video.pool3.append(pool3[at:at + len(f)])
+            video.embedded += len(f)
+            at += len(f)
+        self.parts, self.frames = [], 0

@@ -13,7 +13,10 @@ the quantized zero); a longer track is cut at T seconds. A video without an audi
 track gets the quantized zero vector for every frame and has_audio = False.
 
 `Backbones` holds the loaded networks and PCA so that a long-running process
-(the HTTP server, the extraction job) loads them once.
+(the HTTP server, the extraction job) loads them once. `features_of` is the whole
+chain for one video, step after step: read it first. The engine that extraction
+runs (extract/extractor.py) does the same work overlapped and batched across
+videos, and is tested to give the same bytes.
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ import torch
 
 from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import UsageError
-from yt8m.representation import AUDIO_DIM, QUANTIZED_ZERO, Representation, quantize
+from yt8m.representation import (AUDIO_DIM, DEFAULT_MAX_FRAMES, QUANTIZED_ZERO, Representation,
+                                 quantize)
+from yt8m.store import VideoRecord
 
 from .logmel import SAMPLE_RATE, waveform_to_examples
 
@@ -131,3 +136,24 @@ def quantize_audio(backbones: Backbones, fc2: torch.Tensor) -> np.ndarray:
 def silent_audio(n_frames: int) -> np.ndarray:
     """The audio of a video without a sound track: the quantized zero vector per frame."""
     return np.full((n_frames, AUDIO_DIM), QUANTIZED_ZERO, dtype=np.uint8)
+
+
+def features_of(path: str, backbones: Backbones, max_frames: int = DEFAULT_MAX_FRAMES,
+                name: str | None = None) -> VideoRecord:
+    """One video file -> its quantized features, sequentially (the reference path).
+
+    Raises RejectedInput when the file is not a usable video."""
+    from .decode import open_video, read_audio
+    from .resize import INCEPTION_SIZE, resize_bilinear_tf1
+
+    video = open_video(path, max_frames, name)  # decoder and the frames shown at 0, 1, 2, ... s
+    n = video.info.n_frames
+    pool3 = [inception_pool3(backbones, resize_bilinear_tf1(torch.from_numpy(chunk), INCEPTION_SIZE))
+             for chunk in video.chunks()]
+    rgb = quantize_rgb(backbones, torch.cat(pool3))  # PCA + whitening, then 8 bits
+    wave = read_audio(path, n, name)  # mono 16 kHz, the first n seconds
+    if wave is None:
+        audio = silent_audio(n)
+    else:
+        audio = quantize_audio(backbones, vggish_fc2(backbones, audio_examples(wave, n)))
+    return VideoRecord(id=name or path, rgb=rgb, audio=audio, has_audio=wave is not None)

@@ -13,18 +13,18 @@ from __future__ import annotations
 import os
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import EXIT_OK, UsageError
 from yt8m.report import Report
-from yt8m.representation import FPS, MAX_FRAMES_LIMIT
+from yt8m.representation import FPS
 
+from .config import ExtractConfig, ExtractJob
 from .decode import VIDEO_EXTENSIONS
 
-VIDEOS_PER_SHARD = 16  # small: a killed job redoes at most this many videos
 RANDOM_WARNING = ("WARNING: --random-weights: randomly initialised backbones; these "
                   "features are meaningless (smoke tests only) and are marked as such")
 
@@ -48,122 +48,113 @@ def list_videos(videos_dir: str) -> list[str]:
 
 
 @dataclass
-class ExtractArgs:
-    videos: str
-    out: str = "data/features"
-    labels: str | None = None
-    vocabulary: str | None = None
-    device: str = "auto"
-    workers: int = 2
-    batch_size: int = 0
-    weights_dir: str | None = None
-    random_weights: bool = False
-    pca_dir: str = DEFAULT_PCA_DIR
-    max_frames: int = 300
-    shard: str | None = None
-    quiet: bool = False
-    videos_per_shard: int = VIDEOS_PER_SHARD
+class Prepared:
+    """A checked extraction job: what is left to do, and what to write it with."""
+
+    extractor: object  # extract.extractor.Extractor
+    meta: object  # yt8m.store.ShardMeta
+    labels: object | None  # extract.labels.Labels
+    todo: list[str]
+    report: Report
+    tag: str
 
 
-def _check_max_frames(n: int) -> None:
-    if not 1 <= n <= MAX_FRAMES_LIMIT:
-        raise UsageError(f"--max-frames {n}: must be between 1 and {MAX_FRAMES_LIMIT} "
-                         "(YouTube-8M uses 300)")
-
-
-def run_extract(args: ExtractArgs) -> int:
-    from yt8m.cli_util import parse_shard, progress
-    from yt8m.store import FRAME, ShardMeta, ShardWriter, done_ids, open_shards
+def prepare_extract(job: ExtractJob) -> Prepared:
+    """Everything that can be wrong with the job, checked before any video is decoded."""
+    from yt8m.cli_util import parse_part
+    from yt8m.store import FRAME, ShardMeta, done_ids
     from yt8m.vocabulary import Vocabulary
 
-    from .extractor import ExtractConfig, Extractor
+    from .extractor import Extractor
     from .labels import read_labels
 
-    _check_max_frames(args.max_frames)
-    spec = parse_shard(args.shard)
-    all_ids = list_videos(args.videos)
+    part = parse_part(job.shard)
+    all_ids = list_videos(job.videos)
     if not all_ids:
-        raise UsageError(f"--videos {args.videos}: no video files found (looked for "
+        raise UsageError(f"--videos {job.videos}: no video files found (looked for "
                          f"{', '.join(sorted(VIDEO_EXTENSIONS))})")
-
-    # Everything that can be wrong with the job is checked before any video is decoded.
-    vocabulary = Vocabulary.load(args.vocabulary) if args.vocabulary else None
+    vocabulary = Vocabulary.load(job.vocabulary) if job.vocabulary else None
     labels = None
-    if args.labels:
-        labels = read_labels(args.labels, args.videos, vocabulary, known_ids=set(all_ids))
+    if job.labels:
+        labels = read_labels(job.labels, job.videos, vocabulary, known_ids=set(all_ids))
         vocabulary = labels.vocabulary
-    if vocabulary is None:
-        vocabulary = Vocabulary([], name="unlabeled")
-    if args.random_weights:
+    vocabulary = vocabulary or Vocabulary([], name="unlabeled")
+    if job.config.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
-    extractor = Extractor(ExtractConfig(max_frames=args.max_frames, batch_size=args.batch_size,
-                                        workers=args.workers, device=args.device,
-                                        weights_dir=args.weights_dir,
-                                        random_weights=args.random_weights,
-                                        pca_dir=args.pca_dir))
+    extractor = Extractor(job.config)
     meta = ShardMeta(FRAME, extractor.representation, vocabulary.ref, extra={
-        "max_frames": args.max_frames, "fps": FPS, "made_by": "extract",
+        "max_frames": job.config.max_frames, "fps": FPS, "made_by": "extract",
         "random_weights": extractor.random_weights, **extractor.backbones.provenance()})
-    existing, _ = open_shards(args.out) if os.path.isdir(args.out) else ([], [])
+    _check_out_folder(job.out, meta, job.config.max_frames)
+    ids = part.select(all_ids)
+    done = done_ids(job.out)
+    todo = [i for i in ids if i not in done]
+    os.makedirs(job.out, exist_ok=True)
+    vocabulary.save(job.out)
+    report = Report(f"extract{part.tag}")
+    stale = os.path.join(job.out, f"report-{report.command}.json")
+    if os.path.exists(stale):
+        os.remove(stale)  # this run re-tries every video that was rejected before
+    of = f" (part {part.index + 1} of {part.count})" if part.count > 1 else ""
+    print(f"extract: {len(ids)} video(s){of}, {len(ids) - len(todo)} already in {job.out}, "
+          f"{len(todo)} to do on {extractor.device}", file=sys.stderr)
+    return Prepared(extractor, meta, labels, todo, report, part.tag)
+
+
+def _check_out_folder(out: str, meta, max_frames: int) -> None:
+    """Resuming into --out is only allowed with the settings its shards were made with."""
+    from yt8m.store import open_shards
+
+    existing, _ = open_shards(out) if os.path.isdir(out) else ([], [])
     for reader in existing:
         problems = reader.meta.mismatch(meta)
-        if reader.meta.extra.get("max_frames", args.max_frames) != args.max_frames:
-            problems.append(f"max_frames: {reader.meta.extra['max_frames']} vs {args.max_frames}")
+        if reader.meta.extra.get("max_frames", max_frames) != max_frames:
+            problems.append(f"max_frames: {reader.meta.extra['max_frames']} vs {max_frames}")
         reader.close()
         if problems:
-            raise UsageError(f"--out {args.out} already holds shards made differently "
+            raise UsageError(f"--out {out} already holds shards made differently "
                              f"({reader.path}: {'; '.join(problems)}). Use another --out "
                              "folder, or the same settings to resume that job.")
 
-    ids = spec.select(all_ids)
-    done = done_ids(args.out)
-    todo = [i for i in ids if i not in done]
-    os.makedirs(args.out, exist_ok=True)
-    vocabulary.save(args.out)
-    report = Report(f"extract{spec.tag}")
-    stale = os.path.join(args.out, f"report-{report.command}.json")
-    if os.path.exists(stale):
-        os.remove(stale)  # this run re-tries every video that was rejected before
-    part = f" (part {spec.index + 1} of {spec.count})" if spec.count > 1 else ""
-    print(f"extract: {len(ids)} video(s){part}, {len(ids) - len(todo)} already in {args.out}, "
-          f"{len(todo)} to do on {extractor.device}", file=sys.stderr)
 
+def run_extract(job: ExtractJob) -> int:
+    """Extract every video of the job into shards; the exit code (3 when some were rejected)."""
+    from yt8m.cli_util import progress
+    from yt8m.store import ShardWriter
+
+    p = prepare_extract(job)
+    extractor, report = p.extractor, p.report
     start, frames = time.time(), 0
-    paths = [os.path.join(args.videos, i) for i in todo]
-    with ShardWriter(args.out, meta, prefix=f"shard{spec.tag}",
-                     videos_per_shard=max(1, args.videos_per_shard)) as writer, \
-            progress(total=len(todo), quiet=args.quiet, unit="video",
+    paths = [os.path.join(job.videos, i) for i in p.todo]
+    with ShardWriter(job.out, p.meta, prefix=f"shard{p.tag}",
+                     videos_per_shard=max(1, job.videos_per_shard)) as writer, \
+            progress(total=len(p.todo), quiet=job.quiet, unit="video",
                      desc="extract (RANDOM WEIGHTS)" if extractor.random_weights
                      else "extract") as bar:
-        for (_path, result), vid in zip(extractor.extract_paths(paths, todo), todo):
+        for (_path, result), vid in zip(extractor.extract_paths(paths, p.todo), p.todo):
             bar.update(1)
             if isinstance(result, Exception):
                 report.reject(vid, result.reason)
                 continue
-            result.labels = labels.of(vid) if labels else np.zeros(0, dtype=np.int32)
+            result.labels = p.labels.of(vid) if p.labels else np.zeros(0, dtype=np.int32)
             writer.add(result)
             report.done += 1
             frames += result.n_frames
     elapsed = max(time.time() - start, 1e-9)
     print(f"extract: {report.done} video(s), {frames} frames in {elapsed:.1f} s "
-          f"({frames / elapsed:.1f} frames/s) -> {args.out}"
+          f"({frames / elapsed:.1f} frames/s) -> {job.out}"
           + (" [RANDOM WEIGHTS]" if extractor.random_weights else ""), file=sys.stderr)
-    report.write(args.out)
+    report.write(job.out)
     return report.exit_code
 
 
-def run_fit_pca(videos: str, out: str, device: str = "auto", workers: int = 2,
-                batch_size: int = 0, weights_dir: str | None = None,
-                random_weights: bool = False, max_frames: int = 300, quiet: bool = False) -> int:
+def run_fit_pca(videos: str, out: str, config: ExtractConfig, quiet: bool = False) -> int:
     """Backbones over every video under `videos` -> extract.pca.fit_pca into `out`."""
     from yt8m.cli_util import progress
 
-    from .extractor import ExtractConfig, Extractor
-    from .pca import fit_pca
+    from .extractor import Extractor
+    from .pca import FITTED_MARKER, RGB_FILES, fit_pca
 
-    from .pca import FITTED_MARKER, RGB_FILES
-
-    _check_max_frames(max_frames)
     if os.path.isfile(os.path.join(out, RGB_FILES[0])) \
             and not os.path.isfile(os.path.join(out, FITTED_MARKER)):
         raise UsageError(f"--out {out} holds published PCA parameters; fit-pca does not "
@@ -171,11 +162,9 @@ def run_fit_pca(videos: str, out: str, device: str = "auto", workers: int = 2,
     ids = list_videos(videos)
     if not ids:
         raise UsageError(f"--videos {videos}: no video files found")
-    if random_weights:
+    if config.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
-    extractor = Extractor(ExtractConfig(max_frames=max_frames, batch_size=batch_size,
-                                        workers=workers, device=device, weights_dir=weights_dir,
-                                        random_weights=random_weights, pca_dir=None))
+    extractor = Extractor(dataclasses.replace(config, pca_dir=None))  # raw features
     report = Report("fit-pca")
     rgb, audio = [], []
     paths = [os.path.join(videos, i) for i in ids]

@@ -78,7 +78,7 @@ def write_summary(folder: str, config: ModelConfig, representation: Representati
     write_json(os.path.join(folder, CONFIG), {
         "model": dataclasses.asdict(config), "data_kind": data_kind,
         "representation": dataclasses.asdict(representation),
-        "vocabulary": {"name": ref.name, "fingerprint": ref.sha256, "num_classes": ref.num_classes},
+        "vocabulary": {"name": ref.name, "fingerprint": ref.fingerprint, "num_classes": ref.num_classes},
         **extra})
     vocabulary.save(folder)
 

@@ -26,22 +26,16 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 
 def _add_extraction(p: argparse.ArgumentParser) -> None:
-    """The extraction flags that apply to raw clips (the common flags of docs/reference.md)."""
-    from yt8m.representation import DEFAULT_MAX_FRAMES
+    """How clips are extracted: the flags of `extract`, except that --random-weights
+    defaults to whatever the model was trained on."""
+    from extract.cli import add_backbone_flags
 
-    p.add_argument("--weights-dir", default=None, metavar="DIR",
-                   help="folder holding the published backbone weights (default: the cache)")
-    p.add_argument("--random-weights", action=argparse.BooleanOptionalAction, default=None,
-                   help="randomly initialised backbones (smoke tests only; every output is "
-                        "marked). Default: whatever the model was trained on")
+    add_backbone_flags(p)
+    p.set_defaults(random_weights=None)
+    p.add_argument("--no-random-weights", dest="random_weights", action="store_false",
+                   help="the published backbones even if the model was trained on random ones")
     p.add_argument("--pca-dir", default=DEFAULT_PCA_DIR, metavar="DIR",
-                   help=f"PCA parameters, the same as the training shards' (default {DEFAULT_PCA_DIR})")
-    p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES, metavar="N",
-                   help=f"frames (seconds) decoded per clip (default {DEFAULT_MAX_FRAMES})")
-    p.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="decoding threads (default 2)")
-    p.add_argument("--batch-size", type=int, default=0, metavar="N",
-                   help="frames per backbone call (default 0: 32 on CPU, 256 on a GPU)")
+                   help=f"PCA parameters, the same as the training data's (default {DEFAULT_PCA_DIR})")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -65,7 +59,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--report-dir", default=".", metavar="DIR",
                    help="where report-classify.json goes when clips are rejected (default: here)")
     _add_extraction(p)
-    add_device(p)
     add_quiet(p)
     p.set_defaults(run=run_classify)
 
@@ -112,7 +105,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                    help="folder for uploads being classified (default: a new folder in the "
                         "system's temp dir, removed at exit)")
     _add_extraction(p)
-    add_device(p)
     add_quiet(p)
     p.set_defaults(run=run_serve)
 
@@ -145,14 +137,12 @@ def load_classifier(args: argparse.Namespace, top_k: int, segments: bool = False
 
 def build_extractor(args: argparse.Namespace, device, random_weights: bool):
     """Extraction's in-process API with the backbones loaded once (the same code as `extract`)."""
-    from extract.extractor import ExtractConfig, Extractor
+    from extract.cli import config_from_args
+    from extract.extractor import Extractor
     from yt8m.errors import UsageError
 
     try:
-        config = ExtractConfig(max_frames=args.max_frames, batch_size=args.batch_size,
-                               workers=args.workers, device=str(device),
-                               weights_dir=args.weights_dir, random_weights=random_weights,
-                               pca_dir=args.pca_dir)
+        config = config_from_args(args, device=str(device), random_weights=random_weights)
     except ValueError as e:
         raise UsageError(f"{e}.") from None
     return Extractor(config)

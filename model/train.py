@@ -26,7 +26,7 @@ import torch
 
 from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
-from yt8m.representation import MAX_FRAMES_LIMIT
+from yt8m.representation import check_max_frames
 from yt8m.store import VIDEO, ShardSet
 
 from . import checkpoint as ckpt
@@ -174,8 +174,7 @@ class Window:
 
 
 def check_config(tc: TrainConfig) -> None:
-    if not 1 <= tc.max_frames <= MAX_FRAMES_LIMIT:
-        raise UsageError(f"--max-frames {tc.max_frames}: must be between 1 and {MAX_FRAMES_LIMIT}")
+    check_max_frames(tc.max_frames)
     if tc.batch_size < 1 or not tc.lr > 0:
         raise UsageError(f"--batch-size {tc.batch_size} / --lr {tc.lr}: need a batch of at least 1 "
                          "and a positive learning rate")
@@ -203,7 +202,7 @@ def open_data(tc: TrainConfig, mc: ModelConfig, resumed: ckpt.Checkpoint | None
     mc.num_classes = len(shards.vocabulary)
     if resumed is not None:
         problems = resumed.representation.differences(shards.meta.representation)
-        if problems or resumed.vocabulary.sha256 != shards.vocabulary.sha256:
+        if problems or resumed.vocabulary.fingerprint != shards.vocabulary.fingerprint:
             raise UsageError(f"cannot resume on {tc.data}: its shards differ from the run's training "
                              f"data ({'; '.join(problems) or 'vocabulary differs'}).")
     val = open_training_data(tc.val, "validation") if tc.val else None

@@ -161,7 +161,7 @@ def test_vocabulary_download_and_use_by_import(mirror, tmp_path, monkeypatch):
     out = str(tmp_path / "shards")
     assert import_tfrecords(str(tmp_path / "a.tfrecord"), out).exit_code == 0
     shards = ShardSet(out)
-    assert shards.meta.vocabulary.sha256 == Vocabulary.official_unnamed().sha256
+    assert shards.meta.vocabulary.fingerprint == Vocabulary.official_unnamed().fingerprint
     assert shards.vocabulary.name_of(3) == "Name 3"
     # A file that is not the official vocabulary is refused.
     mirror.files["/csv/2/vocabulary.csv"] = official_vocabulary_csv(10)

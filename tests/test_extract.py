@@ -299,3 +299,22 @@ def test_extractor_api_keeps_order_and_threads_change_nothing(good_clips, bad_cl
     again = list(threaded.extract_paths(paths[2:], ["c"]))  # reusable
     np.testing.assert_array_equal(again[0][1].rgb, a[2][1].rgb)
     assert threaded.representation.random_weights
+
+
+def test_engine_gives_the_bytes_of_the_sequential_reference(good_clips, tmp_path):
+    """The overlapped, batched engine against `features_of` (one video, step after step),
+    bit for bit, on real clips of every kind: rotated, VFR, no audio, short audio, AVI."""
+    from extract.extractor import ExtractConfig, Extractor
+    from extract.features import features_of
+
+    pca = write_random_pca(str(tmp_path / "pca"))
+    names = ["rotated", "vfr", "no_audio", "short_audio", "avi", "h264_720p_6ch"]
+    engine = Extractor(ExtractConfig(device="cpu", random_weights=True, pca_dir=pca,
+                                     max_frames=7, workers=2, batch_size=5))
+    got = dict(engine.extract_paths([good_clips[n] for n in names], names))
+    for name in names:
+        ours = got[good_clips[name]]
+        ref = features_of(good_clips[name], engine.backbones, max_frames=7, name=name)
+        assert ours.id == ref.id == name and ours.has_audio == ref.has_audio
+        np.testing.assert_array_equal(ours.rgb, ref.rgb, err_msg=name)
+        np.testing.assert_array_equal(ours.audio, ref.audio, err_msg=name)

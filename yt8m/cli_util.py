@@ -30,14 +30,14 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="auto: CUDA when present (default), else CPU")
 
 
-def add_shard(parser: argparse.ArgumentParser) -> None:
+def add_part(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", metavar="I/N", default=None,
                         help="process only the I-th (0-based) of N disjoint parts of the "
                              "input; RANK/WORLD_SIZE from torchrun mean the same")
 
 
 @dataclass(frozen=True)
-class ShardSpec:
+class JobPart:
     """Which of `count` disjoint parts of a job this process does."""
 
     index: int = 0
@@ -53,14 +53,14 @@ class ShardSpec:
         return "" if self.count == 1 else f"-p{self.index}of{self.count}"
 
 
-def parse_shard(text: str | None, env: dict[str, str] | None = None) -> ShardSpec:
+def parse_part(text: str | None, env: dict[str, str] | None = None) -> JobPart:
     """`--shard I/N`, else torchrun's RANK/WORLD_SIZE, else the whole job."""
     env = os.environ if env is None else env
     if text is None:
         if "RANK" in env and "WORLD_SIZE" in env:
             text = f"{env['RANK']}/{env['WORLD_SIZE']}"
         else:
-            return ShardSpec()
+            return JobPart()
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -68,7 +68,7 @@ def parse_shard(text: str | None, env: dict[str, str] | None = None) -> ShardSpe
                          "of four parts") from None
     if not (n >= 1 and 0 <= i < n):
         raise UsageError(f"--shard {text!r}: need 0 <= I < N (parts are numbered from 0)")
-    return ShardSpec(i, n)
+    return JobPart(i, n)
 
 
 def resolve_device(name: str) -> Any:

@@ -152,7 +152,7 @@ def _choose_vocabulary(out_dir: str, vocabulary_file: str | None) -> Vocabulary:
         return Vocabulary.official()
     vocab = Vocabulary.load(vocabulary_file)
     existing = os.path.join(out_dir, VOCABULARY_FILENAME)
-    if os.path.exists(existing) and Vocabulary.load(existing, vocab.name).sha256 != vocab.sha256:
+    if os.path.exists(existing) and Vocabulary.load(existing, vocab.name).fingerprint != vocab.fingerprint:
         raise UsageError(f"{existing} differs from --vocabulary {vocabulary_file}. Import into "
                          "another --out folder, or remove the old shards and vocabulary.csv.")
     return vocab
@@ -166,7 +166,7 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
     paths = find_inputs(pattern)
     vocab = _choose_vocabulary(out_dir, vocabulary_file)
     existing = _existing_kind_and_vocabulary(out_dir) if os.path.isdir(out_dir) else None
-    if existing and existing[1].sha256 != vocab.ref.sha256:
+    if existing and existing[1].fingerprint != vocab.ref.fingerprint:
         raise UsageError(f"{out_dir} holds shards labelled with vocabulary {existing[1].name} "
                          f"({existing[1].num_classes} classes), not {vocab.name}. Import into "
                          "another --out folder, or pass the matching --vocabulary.")

@@ -19,6 +19,16 @@ FPS = 1
 DEFAULT_MAX_FRAMES = 300
 MAX_FRAMES_LIMIT = 360
 
+
+
+def check_max_frames(n: int) -> None:
+    """The one check of --max-frames (UsageError, exit 2)."""
+    from .errors import UsageError
+    if not 1 <= n <= MAX_FRAMES_LIMIT:
+        raise UsageError(f"--max-frames {n}: must be between 1 and {MAX_FRAMES_LIMIT} "
+                         f"(YouTube-8M uses {DEFAULT_MAX_FRAMES})")
+
+
 QUANT_MIN = -2.0
 QUANT_MAX = 2.0
 _RANGE = QUANT_MAX - QUANT_MIN

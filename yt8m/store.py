@@ -74,7 +74,7 @@ class ShardMeta:
             "kind": self.kind,
             "representation": self.representation.to_json(),
             "vocabulary_name": self.vocabulary.name,
-            "vocabulary_sha256": self.vocabulary.sha256,
+            "vocabulary_sha256": self.vocabulary.fingerprint,
             "num_classes": self.vocabulary.num_classes,
             "extra": json.dumps(self.extra, sort_keys=True),
         }
@@ -96,11 +96,11 @@ class ShardMeta:
         if self.kind != other.kind:
             problems.append(f"kind: {self.kind}-level vs {other.kind}-level")
         problems += self.representation.differences(other.representation)
-        if self.vocabulary.sha256 != other.vocabulary.sha256:
+        if self.vocabulary.fingerprint != other.vocabulary.fingerprint:
             problems.append(f"vocabulary: {self.vocabulary.name} ({self.vocabulary.num_classes} "
-                            f"classes, {self.vocabulary.sha256[:12]}) vs {other.vocabulary.name} "
+                            f"classes, {self.vocabulary.fingerprint[:12]}) vs {other.vocabulary.name} "
                             f"({other.vocabulary.num_classes} classes, "
-                            f"{other.vocabulary.sha256[:12]})")
+                            f"{other.vocabulary.fingerprint[:12]})")
         return problems
 
 
@@ -528,7 +528,7 @@ class ShardSet:
             # Official data without its vocabulary file still has ids to name.
             return Vocabulary([""] * ref.num_classes, name=ref.name)
         vocab = Vocabulary.load(path, name=ref.name)
-        if vocab.sha256 != ref.sha256:
+        if vocab.fingerprint != ref.fingerprint:
             raise UsageError(f"{path} is not the vocabulary the shards in {self.data_dir} were "
                              f"made with ({ref.name}, {ref.num_classes} classes). Restore it.")
         return vocab

@@ -28,7 +28,7 @@ class VocabularyRef:
     """What shards and checkpoints record: enough to refuse a mismatch."""
 
     name: str
-    sha256: str
+    fingerprint: str
     num_classes: int
 
 
@@ -73,9 +73,10 @@ class Vocabulary:
         return out.getvalue()
 
     @property
-    def sha256(self) -> str:
-        # The official vocabulary is fixed by Google and is identified by name, so
-        # that data imported before vocabulary.csv was downloaded still matches it.
+    def fingerprint(self) -> str:
+        """What identifies the vocabulary in shards and models: the SHA-256 of its ids and
+        names, or for the official one its name (fixed by Google; so that data imported
+        before vocabulary.csv was downloaded still matches it)."""
         if self.name == YT8M_NAME:
             return YT8M_NAME
         # Names and indices define the labels; descriptions don't change them.
@@ -84,7 +85,7 @@ class Vocabulary:
 
     @property
     def ref(self) -> VocabularyRef:
-        return VocabularyRef(self.name, self.sha256, len(self.names))
+        return VocabularyRef(self.name, self.fingerprint, len(self.names))
 
     def save(self, directory: str) -> str:
         path = os.path.join(directory, FILENAME)
