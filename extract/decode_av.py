@@ -1,10 +1,7 @@
 """The second decoding path, through PyAV (FFmpeg's own decoders), and the audio track.
 
-Video. Used when the stream carries a display rotation (decord ignores it, and
-fails outright on 90-degree turns) and when decord fails or returns something
-impossible (a wrong channel count, no frames where FFmpeg finds some). The frame
-rule is decord's path's (extract/decode.py: the frame shown at t = 0, 1, 2, ...),
-computed from the same packet timestamps. Frames are decoded in one forward pass;
+Video. The frame rule (extract/decode.py: the frame shown at t = 0, 1, 2, ...)
+is computed from the packets' timestamps. Frames are decoded in one forward pass;
 packets whose frame is not kept are decoded with `skip_frame = NONREF`, so FFmpeg
 drops the non-reference frames nobody keeps without touching the rest (a
 reference frame is always decoded: kept frames may depend on it), and the kept
@@ -29,7 +26,7 @@ import numpy as np
 
 from yt8m.errors import RejectedInput
 
-from .decode import CHUNK_BYTES, CHUNK_FRAMES, VideoInfo, frame_indices, short_reason
+from .decode import CHUNK_BYTES, CHUNK_FRAMES, DecoderFailed, VideoInfo, frame_indices, short_reason
 from .resample import TARGET_RATE, resample_to_16k
 
 # Audio decoded past `max_seconds`: resampy's kaiser_best reaches 64 zero crossings
@@ -47,22 +44,7 @@ def _open(path: str, name: str):
     try:
         return av.open(path)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise RejectedInput(name, f"PyAV cannot open it ({short_reason(e)})") from None
-
-
-def display_rotation(path: str) -> int:
-    """Counter-clockwise degrees (a multiple of 90) a player turns the first frame by;
-    0 when there is no rotation or PyAV cannot tell (decord's path then decides)."""
-    av = _av()
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                return 0
-            for frame in container.decode(container.streams.video[0]):
-                return int(round((frame.rotation or 0) / 90.0)) * 90 % 360
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
-        return 0
-    return 0
+        raise DecoderFailed(name, f"PyAV cannot open it ({short_reason(e)})") from None
 
 
 @dataclass
@@ -82,11 +64,13 @@ class AvVideo:
         container = _open(path, name)
         with container:
             if not container.streams.video:
-                raise RejectedInput(name, "no video stream (the file holds no video frames)")
+                raise DecoderFailed(name, "no video stream (the file holds no video frames)")
             stream = container.streams.video[0]
             times = _packet_times(container, stream, name)
             first = _first_frame(container, stream, name)
         starts, ends, keys, by_pts = times
+        if len(starts) == 1:
+            raise RejectedInput(name, "zero duration: a single frame (a still image, not a video)")
         indices, duration = frame_indices(starts, ends, max_frames)
         if len(indices) == 0:
             raise RejectedInput(name, f"zero duration ({duration:.3f} s): shorter than one "
@@ -165,9 +149,9 @@ def _packet_times(container, stream, name: str):
             durations.append(packet.duration or 0)
     except av.error.FFmpegError as e:
         if not pts:
-            raise RejectedInput(name, f"unreadable video packets ({short_reason(e)})") from None
+            raise DecoderFailed(name, f"unreadable video packets ({short_reason(e)})") from None
     if not pts:
-        raise RejectedInput(name, "no video frames in the video stream")
+        raise DecoderFailed(name, "no video frames in the video stream")
     rate = float(stream.average_rate or stream.guessed_rate or 25)
     container.seek(0)
     if any(p is None for p in pts):  # no timestamps: a constant rate, frames in order
@@ -190,9 +174,9 @@ def _first_frame(container, stream, name: str):
         for frame in container.decode(stream):
             return frame
     except av.error.FFmpegError as e:
-        raise RejectedInput(name, f"corrupt video stream: the first frame does not decode "
+        raise DecoderFailed(name, f"corrupt video stream: the first frame does not decode "
                                   f"({short_reason(e)})") from None
-    raise RejectedInput(name, "corrupt video stream: no frame decodes")
+    raise DecoderFailed(name, "corrupt video stream: no frame decodes")
 
 
 # --------------------------------------------------------------------------- audio
@@ -221,27 +205,48 @@ def decode_audio(path: str, max_seconds: float | None = None, name: str | None =
             raise RejectedInput(name, "the audio track declares no sample rate")
         limit = None if max_seconds is None else \
             int(math.ceil((max_seconds + RESAMPLE_MARGIN_S) * rate))
-        pieces, have, channels = [], 0, 0
+        buffer = _MonoBuffer(limit)
+        channels = 0
         resampler = av.AudioResampler(format="fltp")  # planar float, same rate and layout
         try:
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
-                    planes = out.to_ndarray()  # [channels, n]
+                    planes = out.to_ndarray()  # [channels, n] float32
                     channels = planes.shape[0]
-                    pieces.append(planes.mean(axis=0, dtype=np.float64))
-                    have += planes.shape[1]
-                if limit is not None and have >= limit:
+                    buffer.add(planes.mean(axis=0, dtype=np.float32))
+                if buffer.full:
                     break
         except av.error.FFmpegError as e:
-            if not pieces:
+            if buffer.size == 0:
                 raise RejectedInput(name, f"corrupt audio track ({short_reason(e)})") from None
-    mono = np.concatenate(pieces) if pieces else np.zeros(0)
-    if limit is not None:
-        mono = mono[:limit]
-    samples = resample_to_16k(mono, rate)
+    samples = resample_to_16k(buffer.samples(), rate)
     if max_seconds is not None:
         samples = samples[:int(math.ceil(max_seconds * TARGET_RATE))]
-    return AudioTrack(samples.astype(np.float32), rate, channels, have / rate)
+    return AudioTrack(samples.astype(np.float32, copy=False), rate, channels, buffer.decoded / rate)
+
+
+class _MonoBuffer:
+    """Mono float32 samples up to `limit` (None: unbounded), preallocated when bounded."""
+
+    def __init__(self, limit: int | None):
+        self.limit, self.size, self.decoded = limit, 0, 0
+        self._data = np.empty(limit if limit is not None else 1 << 16, np.float32)
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.size >= self.limit
+
+    def add(self, mono: np.ndarray) -> None:
+        self.decoded += len(mono)
+        if self.limit is not None:
+            mono = mono[:self.limit - self.size]
+        elif self.size + len(mono) > len(self._data):
+            self._data = np.resize(self._data, max(2 * len(self._data), self.size + len(mono)))
+        self._data[self.size:self.size + len(mono)] = mono
+        self.size += len(mono)
+
+    def samples(self) -> np.ndarray:
+        return self._data[:self.size]
 
 
 def _default_audio(container):

@@ -38,7 +38,6 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -211,45 +210,8 @@ async def receive_upload(request: Request, upload_dir: str, max_bytes: int) -> t
         if int(declared) > max_bytes:
             raise HTTPProblem(413, _too_large(max_bytes))
 
-    state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "file": None,
-                             "name": None, "size": 0, "parts": []}
-    fd, path = None, None
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        state["headers"][state["field"].lower()] = state["value"]
-        state["field"], state["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        nonlocal fd, path
-        _, disp = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        name = disp.get(b"name", b"").decode("utf-8", "replace")
-        state["parts"].append(name)
-        state["writing"] = name == FIELD and fd is None
-        if state["writing"]:
-            filename = disp.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
-            state["name"] = os.path.basename(filename.replace("\\", "/")) or "upload"
-            m = _SAFE_SUFFIX.search(state["name"])
-            fd, path = tempfile.mkstemp(dir=upload_dir, prefix="upload-", suffix=m.group(0) if m else "")
-        state["headers"] = {}
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state.get("writing"):
-            state["size"] += end - start
-            os.write(fd, data[start:end])
-
-    def on_part_end() -> None:
-        state["writing"] = False
-
-    parser = MultipartParser(params[b"boundary"], {
-        "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    upload = _Upload(upload_dir)
+    parser = MultipartParser(params[b"boundary"], upload.callbacks())
     received = 0
     try:
         async for chunk in request.stream():
@@ -263,23 +225,78 @@ async def receive_upload(request: Request, upload_dir: str, max_bytes: int) -> t
                                        f"curl -F {FIELD}=@clip.mp4 ...") from None
         if received == 0:
             raise HTTPProblem(400, f"empty request body: send a video in the field `{FIELD}`")
-        if path is None:
-            got = ", ".join(f"`{p}`" for p in state["parts"]) or "none"
+        if upload.path is None:
+            got = ", ".join(f"`{p}`" for p in upload.parts) or "none"
             raise HTTPProblem(400, f"no field `{FIELD}` in the form (fields sent: {got}); "
                                    f"send the clip as {FIELD}=@clip.mp4")
-        if state["size"] == 0:
-            raise HTTPProblem(400, f"the uploaded `{FIELD}` file ({state['name']}) is empty")
+        if upload.size == 0:
+            raise HTTPProblem(400, f"the uploaded `{FIELD}` file ({upload.name}) is empty")
     except BaseException:  # includes a client that went away (CancelledError)
-        if fd is not None:
-            os.close(fd)
-            fd = None
-        if path is not None:
-            os.remove(path)
+        upload.close()
+        if upload.path is not None:
+            os.remove(upload.path)
         raise
-    finally:
-        if fd is not None:
-            os.close(fd)
-    return path, state["name"]
+    upload.close()
+    return upload.path, upload.name
+
+
+@dataclass
+class _Upload:
+    """The multipart parser's callbacks: the first `video` part streamed into a new file."""
+
+    upload_dir: str
+    path: str | None = None
+    name: str = "upload"
+    size: int = 0
+    parts: list[str] = field(default_factory=list)  # field names seen, for the error message
+    _fd: int | None = None
+    _writing: bool = False
+    _headers: dict[bytes, bytes] = field(default_factory=dict)
+    _field: bytes = b""
+    _value: bytes = b""
+
+    def callbacks(self) -> dict:
+        return {"on_header_field": self._on_header_field, "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end, "on_headers_finished": self._on_headers_finished,
+                "on_part_data": self._on_part_data, "on_part_end": self._on_part_end}
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        self._headers[self._field.lower()] = self._value
+        self._field, self._value = b"", b""
+
+    def _on_headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, disp = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._headers = {}
+        part = disp.get(b"name", b"").decode("utf-8", "replace")
+        self.parts.append(part)
+        self._writing = part == FIELD and self.path is None
+        if self._writing:
+            filename = disp.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
+            self.name = os.path.basename(filename.replace("\\", "/")) or "upload"
+            m = _SAFE_SUFFIX.search(self.name)
+            self._fd, self.path = tempfile.mkstemp(dir=self.upload_dir, prefix="upload-",
+                                                   suffix=m.group(0) if m else "")
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._writing:
+            self.size += end - start
+            os.write(self._fd, data[start:end])
+
+    def _on_part_end(self) -> None:
+        self._writing = False
 
 
 def _too_large(max_bytes: int) -> str:

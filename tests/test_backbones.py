@@ -170,9 +170,27 @@ def test_tf_average_pool_excludes_padding():
 
 
 def test_last_block_pools_its_pool_branch_with_max():
+    """The graph's Mixed_7c max-pools what its pool branch sees, Mixed_7b averages it
+    (TF's SAME average, padding excluded): what reaches the branch's convolution."""
+    import torch.nn.functional as F
+
     from extract.inception import InceptionV3
-    net = InceptionV3()
-    assert net.Mixed_7c.max_pool_branch and not net.Mixed_7b.max_pool_branch
+    net = InceptionV3().eval()
+    seen = {}
+    for name in ("Mixed_7b", "Mixed_7c"):
+        block = getattr(net, name)
+        block.branch_pool.register_forward_hook(
+            lambda _m, args, _out, name=name: seen.__setitem__(name, args[0]))
+    g = torch.Generator().manual_seed(0)
+    x7b, x7c = torch.randn(1, 1280, 8, 8, generator=g), torch.randn(1, 2048, 8, 8, generator=g)
+    with torch.no_grad():
+        net.Mixed_7b(x7b)
+        net.Mixed_7c(x7c)
+    torch.testing.assert_close(seen["Mixed_7c"], F.max_pool2d(x7c, 3, stride=1, padding=1))
+    ones = torch.ones(1, 1, 8, 8)
+    average = F.avg_pool2d(x7b, 3, 1, 1, count_include_pad=False)
+    torch.testing.assert_close(seen["Mixed_7b"], average)
+    assert not torch.allclose(F.avg_pool2d(ones, 3, 1, 1), ones)  # padding would count
 
 
 def published_vggish_state() -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_pipeline, sample_clip_dir
 from extract import decode
 from media import write_random_pca
-from extract.decode_av import RESAMPLE_MARGIN_S, AvVideo, decode_audio
+from extract.decode_av import RESAMPLE_MARGIN_S, decode_audio
 from yt8m.errors import RejectedInput
 from yt8m.store import ShardSet
 
@@ -82,16 +82,30 @@ def test_a_clip_decord_cannot_decode_goes_the_second_way(clips):
 
 
 @pytest.mark.parametrize("name", ["bframes", "open_gop", "vfr"])
-def test_second_path_keeps_exactly_the_frames_of_a_full_decode(clips, name):
-    """Skipping unneeded non-reference frames changes none of the kept ones, and both
-    decoders keep the same frames."""
-    av_video = AvVideo.open(clips[name], 300, name)
-    decord_video = decode.open_video(clips[name])
-    assert decord_video.decoder == "decord"
-    np.testing.assert_array_equal(av_video.info.indices, decord_video.info.indices)
-    ours = np.concatenate(list(av_video.chunks(chunk_frames=3)))
-    np.testing.assert_array_equal(ours, ffmpeg_frames(clips[name])[av_video.info.indices])
-    np.testing.assert_array_equal(ours, np.concatenate(list(decord_video.chunks())))
+def test_kept_frames_are_exactly_those_of_a_full_decode(clips, name):
+    """Skipping unneeded non-reference frames changes none of the kept ones, and the
+    second decoder (decord, read in one pass) keeps the same frames."""
+    from extract.decode import DecordVideo, check_file
+
+    video = decode.open_video(clips[name])
+    assert video.decoder == "pyav"
+    ours = np.concatenate(list(video.chunks(chunk_frames=3)))
+    np.testing.assert_array_equal(ours, ffmpeg_frames(clips[name])[video.info.indices])
+    second = DecordVideo.open(clips[name], 300, name, check_file(clips[name]))
+    np.testing.assert_array_equal(second.info.indices, video.info.indices)
+    np.testing.assert_array_equal(np.concatenate(list(second.chunks(chunk_frames=64))), ours)
+
+
+def test_decord_takes_over_when_pyav_cannot(clips, monkeypatch):
+    from extract import decode_av
+    from extract.decode import DecoderFailed
+
+    def refuse(path, max_frames, name):
+        raise DecoderFailed(name, "PyAV cannot open it (simulated)")
+    monkeypatch.setattr(decode_av.AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
+    video = decode.open_video(clips["bframes"])
+    assert video.decoder == "decord"
+    assert len(np.concatenate(list(video.chunks()))) == video.info.n_frames
 
 
 def test_neither_decoder_decodes_it(tmp_path):
