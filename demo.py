@@ -113,7 +113,7 @@ def published_pca(pca_dir: str) -> bool:
     return not os.path.exists(os.path.join(pca_dir, FITTED_MARKER))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "demo_out"),
                         help="where everything goes (default demo_out/; emptied first)")
@@ -125,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="published PCA parameters, used with the published weights")
     parser.add_argument("--max-frames", type=int, default=20,
                         help="seconds of each clip used (default 20: the whole of every sample)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    clips = sample_clip_dir()
-    out = os.path.abspath(args.out)
+
+def lay_out_clips(clips: str, out: str) -> tuple[str, str]:
+    """The training clips and their labels file under `out` (emptied first)."""
     for sub in ("videos", "features", "runs", "pca"):  # a rerun starts from scratch
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     videos = os.path.join(out, "videos")
@@ -141,14 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         w.writerow(["video", "labels"])
         for name, names in TRAIN.items():
             w.writerow([name, ";".join(names)])
-
     say("YouTube-8M toolkit demo: raw clips -> YouTube-8M features -> NeXtVLAD -> labels")
     say(f"training clips (in {videos}), with the labels of {labels}:")
     for name, names in TRAIN.items():
         say(f"  {name:<24} {', '.join(names)}")
     say(f"held-out clip: {HELD_OUT} (the same scene as carphone_distorted.mp4, without "
         "its compression artefacts)")
+    return videos, labels
 
+
+def choose_backbones(args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """(random weights?, extraction flags): the published weights when they can be had."""
     if not args.random_weights:
         try_download(args.weights_dir, args.pca_dir)
     random = args.random_weights or not published_weights(args.weights_dir)
@@ -168,19 +172,33 @@ def main(argv: list[str] | None = None) -> int:
             "features, so the held-out clip may take its twin's labels).")
     else:
         say("\nBACKBONES: the published Inception-v3 (inception-2015-12-05) and VGGish weights.")
+    return random, flags
 
+
+def choose_pca(args: argparse.Namespace, random: bool, videos: str, out: str,
+               flags: list[str]) -> str:
+    """The published PCA with the published weights; else one fitted on the sample clips."""
     if not random and published_pca(args.pca_dir):
-        pca_dir = args.pca_dir
-        say(f"PCA: the published YouTube-8M and VGGish parameters in {pca_dir}.")
-    else:
-        pca_dir = os.path.join(out, "pca")
-        say("PCA: " + ("no published parameters in " + args.pca_dir if not random else
-                       "the published parameters only suit the published weights") +
-            f"; fitting PCA + whitening on the sample clips into {pca_dir} (not the "
-            "repository's pca_params/). Fitted on a few dozen frames, most of the 1024 "
-            "components are zero.")
-        step("fit PCA on the sample clips", "fit-pca", "--videos", videos, "--out", pca_dir,
-             *flags, "--workers", "1")
+        say(f"PCA: the published YouTube-8M and VGGish parameters in {args.pca_dir}.")
+        return args.pca_dir
+    pca_dir = os.path.join(out, "pca")
+    say("PCA: " + ("no published parameters in " + args.pca_dir if not random else
+                   "the published parameters only suit the published weights") +
+        f"; fitting PCA + whitening on the sample clips into {pca_dir} (not the "
+        "repository's pca_params/). Fitted on a few dozen frames, most of the 1024 "
+        "components are zero.")
+    step("fit PCA on the sample clips", "fit-pca", "--videos", videos, "--out", pca_dir,
+         *flags, "--workers", "1")
+    return pca_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    clips = sample_clip_dir()
+    out = os.path.abspath(args.out)
+    videos, labels = lay_out_clips(clips, out)
+    random, flags = choose_backbones(args)
+    pca_dir = choose_pca(args, random, videos, out, flags)
 
     published_model = pretrained_model()
     if not random and pca_dir == args.pca_dir and published_model:
@@ -205,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
          "--workers", "1", "--quiet")
     say(f"\nDone. Everything is in {out}: features/ (shards), runs/latest (the model), "
         + ("pca/ (fitted PCA)." if pca_dir.startswith(out) else "."))
-    say("Serve the same model over HTTP:\n"
+    say("Serve the same model over HTTP (GET / is a page to try it in a browser):\n"
         f"  python pipeline.py serve --model {os.path.join(runs, 'latest')} --pca-dir {pca_dir}"
         + (" --random-weights" if random else "") + "\n"
         f"  curl -F video=@{os.path.join(clips, HELD_OUT)} http://127.0.0.1:8000/classify")

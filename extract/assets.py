@@ -17,8 +17,6 @@ from .pca import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES
 from .vggish import VGGISH_AUDIOSET
 
 
-INCEPTION_WEIGHTS = INCEPTION_2015_12_05.asset
-VGGISH_WEIGHTS = VGGISH_AUDIOSET.asset
 YT8M_PCA = Asset(
     filename="yt8m_pca.tgz",
     url="http://data.yt8m.org/yt8m_pca.tgz",
@@ -36,7 +34,7 @@ VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by 
     sha256="970ea276",
     description="VGGish PCA parameters, PyTorch port",
 )
-WEIGHTS = (INCEPTION_WEIGHTS, VGGISH_WEIGHTS)
+WEIGHTS = (INCEPTION_2015_12_05.asset, VGGISH_AUDIOSET.asset)
 
 # Published test data with known values, so that a machine with the real assets can
 # prove the chain (tests/test_published_assets.py). Small; no checksums are published.
