@@ -57,10 +57,11 @@ class AvVideo:
     rotation: int  # counter-clockwise degrees
     wanted: dict[int, list[int]] = field(repr=False)  # packet key -> output positions
     by_pts: bool = True  # keys are pts; else decode order counters (no timestamps)
+    frame_threads: bool = False
     decoder: str = "pyav"
 
     @classmethod
-    def open(cls, path: str, max_frames: int, name: str) -> "AvVideo":
+    def open(cls, path: str, max_frames: int, name: str, frame_threads: bool = False) -> "AvVideo":
         container = _open(path, name)
         with container:
             if not container.streams.video:
@@ -83,7 +84,7 @@ class AvVideo:
         if rotation in (90, 270):
             h, w = w, h
         info = VideoInfo(path, w, h, len(starts), duration, np.asarray(indices, np.int64))
-        return cls(path, name, info, rotation, wanted, by_pts)
+        return cls(path, name, info, rotation, wanted, by_pts, frame_threads)
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
                ) -> Iterator[np.ndarray]:
@@ -117,6 +118,10 @@ class AvVideo:
         counter = 0
         with _open(self.path, self.name) as container:
             stream = container.streams.video[0]
+            # Frame threads only where cores are idle (inference on a GPU); on a CPU they
+            # compete with inference. FFmpeg hands skip_frame to each frame thread with its
+            # packet, so skipping stays per packet (checked: the same frames either way).
+            stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
             context = stream.codec_context
             try:
                 for packet in container.demux(stream):

@@ -156,7 +156,8 @@ class Extractor:
     def _decode(self, path: str, name: str) -> Iterator[Event]:
         """The events of one video (see Event)."""
         try:
-            video = open_video(path, self.config.max_frames, name)
+            video = open_video(path, self.config.max_frames, name,
+                               frame_threads=not self.resize_in_decoder)  # inference on a GPU
             info = video.info
             yield Opened(info.n_frames)
             # Sound first (decoded as a stream, only the seconds the frames need): the

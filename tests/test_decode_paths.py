@@ -94,13 +94,15 @@ def test_kept_frames_are_exactly_those_of_a_full_decode(clips, name):
     second = DecordVideo.open(clips[name], 300, name, check_file(clips[name]))
     np.testing.assert_array_equal(second.info.indices, video.info.indices)
     np.testing.assert_array_equal(np.concatenate(list(second.chunks(chunk_frames=64))), ours)
+    threaded = decode.open_video(clips[name], frame_threads=True)  # as on a GPU machine
+    np.testing.assert_array_equal(np.concatenate(list(threaded.chunks(chunk_frames=3))), ours)
 
 
 def test_decord_takes_over_when_pyav_cannot(clips, monkeypatch):
     from extract import decode_av
     from extract.decode import DecoderFailed
 
-    def refuse(path, max_frames, name):
+    def refuse(path, max_frames, name, frame_threads=False):
         raise DecoderFailed(name, "PyAV cannot open it (simulated)")
     monkeypatch.setattr(decode_av.AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
     video = decode.open_video(clips["bframes"])
