@@ -48,6 +48,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--top-k", type=int, default=20, help="entries per video for GAP and mAP (default 20)")
     p.add_argument("--workers", type=int, default=0, help="data loader processes (default 0)")
+    p.add_argument("--report-dir", default=".", metavar="DIR",
+                   help="where report-evaluate.json goes when videos are damaged (default: here)")
     add_device(p)
     add_quiet(p)
     p.set_defaults(run=run_evaluate)
@@ -122,14 +124,20 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     tc = fields_from_args(TrainConfig, args, ["data", "val", *TRAIN_FLAGS, "resume", "device",
                                               "quiet"])
+    import os
+
+    from yt8m.errors import EXIT_OK, EXIT_PARTIAL
+
     run_dir = train(tc, mc)
     if run_dir:
         print(run_dir)
-    return 0
+    damaged = run_dir and os.path.exists(os.path.join(run_dir, "report-train.json"))
+    return EXIT_PARTIAL if damaged else EXIT_OK
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from yt8m.cli_util import resolve_device
 
@@ -138,8 +146,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .pretrained import resolve_model
 
+    from yt8m.report import Report
+
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
-    result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k, args.quiet)
+    damaged: list[str] = []
+    result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k, args.quiet,
+                      damaged)
+    report = Report("evaluate")
+    for name in damaged:
+        report.reject(name, "damaged: its frames do not match their checksum; left out")
     if args.json:
         print(json.dumps(result))
     else:
@@ -147,7 +162,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
                  "segment_map": "segment mAP"}
         for key, value in result.items():
             print(f"{names[key]:>12}: {value:.4f}")
-    return 0
+    if damaged:
+        print(f"evaluate: {len(damaged)} damaged video(s) left out of the metrics; see "
+              f"{report.write(args.report_dir)}", file=sys.stderr)
+    return report.exit_code
 
 
 def run_download(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from yt8m.errors import DamagedVideo
 from yt8m.representation import DEFAULT_MAX_FRAMES, dequantize
 from yt8m.store import VIDEO, ShardSet
 
@@ -26,13 +27,14 @@ class Batch:
     mask: torch.Tensor | None
     labels: torch.Tensor  # float multi-hot [B, C]
     index: torch.Tensor  # positions in the ShardSet
+    damaged: tuple[str, ...] = ()  # "shard: video" of damaged videos left out of the batch
 
     def __len__(self) -> int:
         return self.rgb.shape[0]
 
     def pin_memory(self) -> "Batch":
         return Batch(*(t.pin_memory() if t is not None else None for t in
-                       (self.rgb, self.audio, self.mask, self.labels, self.index)))
+                       (self.rgb, self.audio, self.mask, self.labels, self.index)), self.damaged)
 
 
 def multi_hot(label_ids: np.ndarray, num_classes: int) -> np.ndarray:
@@ -65,8 +67,11 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.shards)
 
-    def __getitem__(self, i: int) -> VideoItem:
-        v = self.shards[i]
+    def __getitem__(self, i: int) -> VideoItem | DamagedVideo:
+        try:
+            v = self.shards[i]
+        except DamagedVideo as e:  # left out of its batch, counted by the caller
+            return e
         labels = multi_hot(v.labels, self.num_classes)
         if self.video_level:
             return VideoItem(i, v.mean_rgb, v.mean_audio, labels)
@@ -86,16 +91,22 @@ def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
     return torch.from_numpy(out_rgb), torch.from_numpy(out_audio), torch.from_numpy(mask)
 
 
-def collate(items: list[VideoItem]) -> Batch:
-    """Pad frame-level videos to the longest in the batch; stack video-level ones."""
+def collate(items: list[VideoItem | DamagedVideo]) -> Batch:
+    """Pad frame-level videos to the longest in the batch; stack video-level ones.
+    Damaged videos are left out and named in `Batch.damaged`."""
+    damaged = tuple(f"{e.path}: {e.video_id}" for e in items if isinstance(e, DamagedVideo))
+    items = [it for it in items if isinstance(it, VideoItem)]
+    if not items:
+        empty = torch.zeros(0)
+        return Batch(empty, empty, None, empty, torch.zeros(0, dtype=torch.int64), damaged)
     index = torch.tensor([it.index for it in items], dtype=torch.int64)
     labels = torch.from_numpy(np.stack([it.labels for it in items]))
     if items[0].rgb.ndim == 1:  # video-level mean features
         return Batch(torch.from_numpy(np.stack([it.rgb for it in items]).astype(np.float32)),
                      torch.from_numpy(np.stack([it.audio for it in items]).astype(np.float32)),
-                     None, labels, index)
+                     None, labels, index, damaged)
     rgb, audio, mask = pad_frames([it.rgb for it in items], [it.audio for it in items])
-    return Batch(rgb, audio, mask, labels, index)
+    return Batch(rgb, audio, mask, labels, index, damaged)
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -105,7 +116,7 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     rgb, audio = move(batch.rgb), move(batch.audio)
     if rgb.dtype == torch.uint8:
         rgb, audio = dequantize(rgb), dequantize(audio)
-    return Batch(rgb, audio, move(batch.mask), move(batch.labels), batch.index)
+    return Batch(rgb, audio, move(batch.mask), move(batch.labels), batch.index, batch.damaged)
 
 
 class EpochBatchSampler(Sampler):

@@ -42,10 +42,11 @@ def iterate_batches(shards: ShardSet, batch_size: int, max_frames: int, workers:
 @torch.no_grad()
 def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.device, batch_size: int,
                    max_frames: int, workers: int = 0, autocast=None, quiet: bool = True,
-                   accumulator: MetricsAccumulator | None = None):
+                   accumulator: MetricsAccumulator | None = None, damaged: list | None = None):
     """Every video's probabilities, in ShardSet order: (predictions [N, C], labels [N, C]).
 
-    With an accumulator the batches go into it instead and nothing is kept.
+    With an accumulator the batches go into it instead and nothing is kept. Damaged
+    videos are left out and named in `damaged`.
     """
     from yt8m.cli_util import progress
     was_training = model.training
@@ -53,6 +54,11 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
     predictions, labels = [], []
     with progress(total=len(shards), desc="evaluate", quiet=quiet, unit="video") as bar:
         for batch in iterate_batches(shards, batch_size, max_frames, workers):
+            if damaged is not None:
+                damaged.extend(batch.damaged)
+            bar.update(len(batch) + len(batch.damaged))
+            if len(batch) == 0:
+                continue
             b = to_device(batch, device)
             with autocast or nullcontext():
                 probs = model(b.rgb, b.audio, b.mask)[0]
@@ -62,7 +68,6 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
             else:
                 predictions.append(p)
                 labels.append(y)
-            bar.update(len(batch))
     model.train(was_training)
     if accumulator is not None:
         return None, None
@@ -92,13 +97,14 @@ def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
 
 
 def evaluate(loaded: LoadedModel, data_dir: str, batch_size: int = 64, workers: int = 0,
-             top_k: int = TOP_K, quiet: bool = True) -> dict[str, float]:
-    """The metrics of a loaded model on a shard folder (refused if made differently)."""
+             top_k: int = TOP_K, quiet: bool = True, damaged: list | None = None) -> dict[str, float]:
+    """The metrics of a loaded model on a shard folder (refused if made differently).
+    Damaged videos are left out of the metrics and named in `damaged`."""
     shards = ShardSet(data_dir)
     check_compatible(loaded, shards)
     acc = MetricsAccumulator(len(loaded.vocabulary), top_k)
     predict_shards(loaded.model, shards, loaded.device, batch_size, loaded.max_frames, workers,
-                   quiet=quiet, accumulator=acc)
+                   quiet=quiet, accumulator=acc, damaged=damaged)
     result = acc.result()
     if not loaded.video_level:
         entries = segment_entries(loaded, shards, quiet)

@@ -266,6 +266,7 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
                         writer.writerow((video.id, kaggle_pairs(p, top_k)))
                     summary.videos = len(seen)
                     bar.update(len(batch))
+                summary.rejected += [(f"{e.path}: {e.video_id}", e.reason) for e in shard.damaged]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out_path)

@@ -154,6 +154,7 @@ class Run:
     per_epoch: int
     total_steps: int
     last_saved: int | None
+    damaged: set[str] = field(default_factory=set)  # damaged videos skipped (shard: id)
     pointed_latest: bool = False  # runs/latest points here from this process's first checkpoint
 
 
@@ -257,6 +258,9 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
     if ddp.main:
         ckpt.write_summary(run_dir, mc, shards.meta.representation, shards.vocabulary,
                            shards.meta.kind, {"train": dataclasses.asdict(tc)})
+        stale = os.path.join(run_dir, "report-train.json")
+        if os.path.exists(stale):  # a resumed run reports its own damage, if any
+            os.remove(stale)
     total = tc.steps if tc.steps else tc.epochs * per_epoch
     return Run(tc, mc, device, ddp, shards, val, model, train_model, optimizer, scheduler, scaler,
                autocast, run_dir, step, per_epoch, total, step if resumed is not None else None)
@@ -359,6 +363,9 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
                 batches = batches_from(run, epoch, 0)
                 continue
             window.wait += time.perf_counter() - t0
+            run.damaged.update(batch.damaged)
+            if len(batch) == 0:  # every video of it damaged
+                continue
             window.add(train_step(run, batch), len(batch) * run.ddp.world_size)
             bar.update(1)
             last = run.step == run.total_steps
@@ -377,7 +384,22 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
         bar.close()
         if log is not None:
             log.close()
+    report_damage(run)
     return run.run_dir
+
+
+def report_damage(run: Run) -> None:
+    """A run that skipped damaged videos says so: report-train.json in the run folder."""
+    from yt8m.report import Report
+
+    if not run.damaged or not run.ddp.main:
+        return
+    report = Report("train")
+    for name in sorted(run.damaged):
+        report.reject(name, "damaged: its frames do not match their checksum; skipped")
+    report.write(run.run_dir)
+    print(f"train: the training data had {len(run.damaged)} damaged video(s); they were "
+          "skipped. Re-extract or re-import them.", file=sys.stderr)
 
 
 def _validate(model, val: ShardSet, tc: TrainConfig, device, autocast, log: "MetricsLog",

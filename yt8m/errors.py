@@ -21,6 +21,15 @@ class ShardError(UsageError):
         self.reason = reason
 
 
+class DamagedVideo(ShardError):
+    """One video whose stored bytes no longer match the checksum written with them."""
+
+    def __init__(self, path: str, video_id: str):
+        super().__init__(path, f"video {video_id!r} is damaged: its frames do not match their "
+                               "CRC32C checksum (a disk or copy error); re-extract or re-import it")
+        self.video_id = video_id
+
+
 class RejectedInput(Exception):
     """One input (a video, a record, a label row) that cannot be used; the job goes on."""
 

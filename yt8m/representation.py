@@ -37,7 +37,7 @@ _SCALE = _RANGE / 255.0
 _BIAS = _RANGE / 512.0 + QUANT_MIN
 
 QUANTIZATION = "uniform-8bit:clip[-2,2]:floor((v+2)*255/4)"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a CRC32C per video; 1 (no checksums) is still read
 
 
 def quantize(values: np.ndarray) -> np.ndarray:

@@ -8,8 +8,16 @@ Labels and segment labels are ragged the same way (`*_offsets` + values).
 Video-level shards hold `mean_rgb` / `mean_audio` float32 rows instead.
 
 A writer fills a shard in memory and writes it in one go to a hidden temporary
-name, flushes, fsyncs and renames it: a killed writer leaves only a `.partial`
-file that no reader opens, and a rerun asks `done_ids` what is already stored.
+name, flushes, fsyncs and links it under its final name: a killed writer leaves
+only a `.partial` file that no reader opens, and a rerun asks `done_ids` what is
+already stored. The final name is taken with a hard link, which never replaces an
+existing file, so writers sharing a folder (two jobs, or many machines) cannot
+overwrite each other's shards: a writer that finds its next number taken takes
+the one after.
+
+Every video's stored bytes carry a CRC32C (as TFRecord does), written with them
+and checked on every read: a damaged video raises DamagedVideo naming the shard
+and the video instead of being read silently.
 """
 from __future__ import annotations
 
@@ -22,14 +30,16 @@ from typing import Any, Iterator
 
 import h5py
 import numpy as np
+from crc32c import crc32c as _crc32c
 
-from .errors import ShardError, UsageError
+from .errors import DamagedVideo, ShardError, UsageError
 from .representation import AUDIO_DIM, FORMAT_VERSION, RGB_DIM, Representation
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef
 
 FORMAT = "yt8m-toolkit-shard"
 SUFFIX = ".h5"
+READABLE_VERSIONS = (1, FORMAT_VERSION)
 FRAME, VIDEO = "frame", "video"
 _RAGGED = ("labels", "segments")  # ragged groups: <name>_offsets + values
 
@@ -121,14 +131,18 @@ class ShardWriter:
         self.out_dir, self.meta, self.prefix = out_dir, meta, prefix
         self.videos_per_shard, self.max_bytes = videos_per_shard, max_bytes
         os.makedirs(out_dir, exist_ok=True)
-        for stale in glob.glob(os.path.join(out_dir, f".{prefix}-*.partial")):
-            os.remove(stale)
-        taken = [int(m.group(1)) for p in os.listdir(out_dir)
-                 if (m := re.fullmatch(re.escape(prefix) + r"-(\d+)" + re.escape(SUFFIX), p))]
-        self._seq = max(taken, default=-1) + 1
+        _remove_orphans(out_dir)
+        self._seq = self._next_free(0)
         self._pending: list[VideoRecord] = []
         self._pending_bytes = 0
         self.written: list[str] = []
+
+    def _next_free(self, seq: int) -> int:
+        taken = {int(m.group(1)) for p in os.listdir(self.out_dir)
+                 if (m := re.fullmatch(re.escape(self.prefix) + r"-(\d+)" + re.escape(SUFFIX), p))}
+        while seq in taken:
+            seq += 1
+        return seq
 
     def add(self, video: VideoRecord) -> None:
         _check_record(video, self.meta.kind)
@@ -142,11 +156,19 @@ class ShardWriter:
         """Write what is pending as one complete shard now; returns its path."""
         if not self._pending:
             return None
-        name = f"{self.prefix}-{self._seq:05d}{SUFFIX}"
-        path = os.path.join(self.out_dir, name)
-        tmp = os.path.join(self.out_dir, f".{self.prefix}-{self._seq:05d}.partial")
-        _write_shard(tmp, self._pending, self.meta)
-        os.replace(tmp, path)
+        tmp = os.path.join(self.out_dir, f".{self.prefix}.{os.getpid()}.{_host()}.partial")
+        try:
+            _write_shard(tmp, self._pending, self.meta)
+            while True:  # link never replaces: a name another writer took is skipped
+                path = os.path.join(self.out_dir, f"{self.prefix}-{self._seq:05d}{SUFFIX}")
+                try:
+                    os.link(tmp, path)
+                    break
+                except FileExistsError:
+                    self._seq = self._next_free(self._seq + 1)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         _fsync_dir(self.out_dir)
         self._seq += 1
         self._pending, self._pending_bytes = [], 0
@@ -162,6 +184,30 @@ class ShardWriter:
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         # Videos finished before an error are kept; an interrupt (Ctrl-C) too.
         self.flush()
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename)[:32] or "host"
+
+
+def _remove_orphans(out_dir: str) -> None:
+    """Temporary files of writers on this machine that are no longer running (a crash)."""
+    for path in glob.glob(os.path.join(glob.escape(out_dir), ".*.partial")):
+        m = re.fullmatch(r"\..+\.(\d+)\.(.+)\.partial", os.path.basename(path))
+        if m is None or m.group(2) != _host():
+            continue  # another machine's, or not ours
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            os.remove(path)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def video_checksum(rgb: np.ndarray, audio: np.ndarray) -> int:
+    """CRC32C of a video's stored bytes: its rgb, then its audio (or its mean features)."""
+    c = _crc32c(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+    return _crc32c(memoryview(np.ascontiguousarray(audio)).cast("B"), c)
 
 
 def _check_record(v: VideoRecord, kind: str) -> None:
@@ -196,6 +242,10 @@ def _write_shard(path: str, videos: list[VideoRecord], meta: ShardMeta) -> None:
         f.create_dataset("ids", data=np.array([v.id for v in videos], dtype=object),
                          dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("has_audio", data=np.array([v.has_audio for v in videos], dtype=bool))
+        f.create_dataset("crc32c", data=np.array(
+            [video_checksum(v.rgb, v.audio) if meta.kind == FRAME else
+             video_checksum(np.asarray(v.mean_rgb, np.float32), np.asarray(v.mean_audio, np.float32))
+             for v in videos], dtype=np.uint32))
         labels = [np.asarray(v.labels) for v in videos]
         f.create_dataset("labels_offsets", data=_offsets(labels))
         f.create_dataset("labels", data=_values(labels, np.int32))
@@ -268,12 +318,14 @@ class ShardReader:
         self._fd: int | None = None
         self._pid = -1
         self._raw: dict[str, tuple[int, int] | None] = {}
+        self.damaged: list[DamagedVideo] = []  # found while iterating
         f = self._file()
         try:
             self.meta = ShardMeta.from_attrs(f.attrs)
             self.ids: list[str] = [s.decode("utf-8") if isinstance(s, bytes) else s
                                    for s in f["ids"][()]]
             self.has_audio = f["has_audio"][()].astype(bool)
+            self.checksums = f["crc32c"][()] if "crc32c" in f else None  # format 1 has none
             self._labels = (f["labels_offsets"][()], f["labels"][()])
             seg_off = f["segments_offsets"][()]
             self._segments = (seg_off, f["segment_start_times"][()],
@@ -349,6 +401,11 @@ class ShardReader:
     def _record(self, i: int, rgb: np.ndarray | None = None, audio: np.ndarray | None = None,
                 mean_rgb: np.ndarray | None = None,
                 mean_audio: np.ndarray | None = None) -> VideoRecord:
+        if self.checksums is not None:
+            got = video_checksum(rgb, audio) if self.meta.kind == FRAME else \
+                video_checksum(np.asarray(mean_rgb, np.float32), np.asarray(mean_audio, np.float32))
+            if got != int(self.checksums[i]):
+                raise DamagedVideo(self.path, self.ids[i])
         off, starts, seg_labels, scores = self._segments
         s = slice(off[i], off[i + 1])
         return VideoRecord(self.ids[i], self.labels(i), rgb, audio, bool(self.has_audio[i]),
@@ -369,12 +426,15 @@ class ShardReader:
 
         Blocks of ~2 MB measured fastest: big enough to amortise the calls, small
         enough that malloc reuses warm memory instead of faulting in new pages.
+        Damaged videos are skipped and listed in `self.damaged` (DamagedVideo).
         """
         f = self._file()
         if self.meta.kind == VIDEO:
             mean_rgb, mean_audio = f["mean_rgb"][()], f["mean_audio"][()]
             for i in range(len(self)):
-                yield self._record(i, mean_rgb=mean_rgb[i], mean_audio=mean_audio[i])
+                record = self._checked(self._record, i, mean_rgb=mean_rgb[i], mean_audio=mean_audio[i])
+                if record is not None:
+                    yield record
             return
         i, n = 0, len(self)
         while i < n:
@@ -385,8 +445,18 @@ class ShardReader:
             rgb, audio = self._rows("rgb", a, b), self._rows("audio", a, b)
             for k in range(i, j):
                 lo, hi = int(self.frame_offsets[k]) - a, int(self.frame_offsets[k + 1]) - a
-                yield self._record(k, rgb[lo:hi], audio[lo:hi])
+                record = self._checked(self._record, k, rgb[lo:hi], audio[lo:hi])
+                if record is not None:
+                    yield record
             i = j
+
+    def _checked(self, read, *args, **kwargs) -> VideoRecord | None:
+        """A record, or None after noting a damaged one in `self.damaged`."""
+        try:
+            return read(*args, **kwargs)
+        except DamagedVideo as e:
+            self.damaged.append(e)
+            return None
 
 
 def _raw_layout(dataset: h5py.Dataset) -> tuple[int, int] | None:
@@ -428,10 +498,10 @@ def _open_h5(path: str) -> h5py.File:
         f.close()
         raise ShardError(path, f"an HDF5 file, but not a {FORMAT} (no 'format' attribute)")
     version = int(f.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         f.close()
         raise ShardError(path, f"shard format version {version}; this toolkit reads "
-                               f"version {FORMAT_VERSION}")
+                               f"versions {', '.join(map(str, READABLE_VERSIONS))}")
     return f
 
 
@@ -510,6 +580,11 @@ class ShardSet:
     @property
     def ids(self) -> list[str]:
         return [v for r in self.shards for v in r.ids]
+
+    @property
+    def damaged(self) -> list[DamagedVideo]:
+        """Damaged videos met so far while iterating."""
+        return [e for r in self.shards for e in r.damaged]
 
     @property
     def n_frames(self) -> np.ndarray:
