@@ -14,7 +14,8 @@ from yt8m.errors import UsageError
 from .config import ExtractConfig, ExtractJob
 
 
-BACKBONE_FLAGS = ["weights_dir", "random_weights", "max_frames", "workers", "batch_size"]
+BACKBONE_FLAGS = ["weights_dir", "random_weights", "max_frames", "workers", "batch_size",
+                  "accept_truncated"]
 JOB_FLAGS = ["labels", "vocabulary", "out", "videos_per_shard"]
 
 

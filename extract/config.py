@@ -35,6 +35,9 @@ class ExtractConfig:
     pca_dir: str | None = _f(DEFAULT_PCA_DIR, "mean.npy, eigenvals.npy, eigenvecs.npy, "
                                               "vggish_pca_params.npz (`download` or `fit-pca` "
                                               "fill it)", metavar="DIR")  # None: before PCA
+    accept_truncated: bool = _f(False, "keep a video whose decodable frames end well before "
+                                       "its declared duration (a cut file), with a warning, "
+                                       "instead of rejecting it")
     chunk_bytes: int = CHUNK_BYTES
 
     def __post_init__(self) -> None:

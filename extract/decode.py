@@ -303,7 +303,8 @@ class DecordVideo:
 
 
 def open_video(path: str, max_frames: int = DEFAULT_MAX_FRAMES, name: str | None = None,
-               num_threads: int = DECODE_THREADS, frame_threads: bool = False):
+               num_threads: int = DECODE_THREADS, frame_threads: bool = False,
+               accept_truncated: bool = False):
     """An AvVideo, or a DecordVideo when PyAV cannot decode the file; RejectedInput, with
     both decoders' reasons, when neither can. `frame_threads`: decode with several
     threads (worth it when the CPU's cores are otherwise idle)."""
@@ -312,7 +313,7 @@ def open_video(path: str, max_frames: int = DEFAULT_MAX_FRAMES, name: str | None
     name = name or path
     head = check_file(path, name)
     try:
-        return AvVideo.open(path, max_frames, name, frame_threads)
+        return AvVideo.open(path, max_frames, name, frame_threads, accept_truncated)
     except DecoderFailed as e:
         av_error = e
     try:

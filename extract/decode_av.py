@@ -19,6 +19,7 @@ equal to resampling the whole track. Sample 0 is t = 0 of the video.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -29,6 +30,7 @@ from yt8m.errors import RejectedInput
 from .decode import CHUNK_BYTES, CHUNK_FRAMES, DecoderFailed, VideoInfo, frame_indices, short_reason
 from .resample import TARGET_RATE, resample_to_16k
 
+TRUNCATION_TOLERANCE_S = 1.0  # declared minus decodable duration beyond this (and 5 %) is a cut file
 # Audio decoded past `max_seconds`: resampy's kaiser_best reaches 64 zero crossings
 # (<= 4 ms at 8-48 kHz) to either side, so 0.25 s leaves the kept samples untouched.
 RESAMPLE_MARGIN_S = 0.25
@@ -58,21 +60,25 @@ class AvVideo:
     wanted: dict[int, list[int]] = field(repr=False)  # packet key -> output positions
     by_pts: bool = True  # keys are pts; else decode order counters (no timestamps)
     frame_threads: bool = False
+    accept_truncated: bool = False
     decoder: str = "pyav"
 
     @classmethod
-    def open(cls, path: str, max_frames: int, name: str, frame_threads: bool = False) -> "AvVideo":
+    def open(cls, path: str, max_frames: int, name: str, frame_threads: bool = False,
+             accept_truncated: bool = False) -> "AvVideo":
         container = _open(path, name)
         with container:
             if not container.streams.video:
                 raise DecoderFailed(name, "no video stream (the file holds no video frames)")
             stream = container.streams.video[0]
+            declared = _declared_seconds(container, stream)
             times = _packet_times(container, stream, name)
             first = _first_frame(container, stream, name)
         starts, ends, keys, by_pts = times
         if len(starts) == 1:
             raise RejectedInput(name, "zero duration: a single frame (a still image, not a video)")
         indices, duration = frame_indices(starts, ends, max_frames)
+        _check_truncation(name, declared, duration, accept_truncated)
         if len(indices) == 0:
             raise RejectedInput(name, f"zero duration ({duration:.3f} s): shorter than one "
                                       "frame interval")
@@ -84,7 +90,7 @@ class AvVideo:
         if rotation in (90, 270):
             h, w = w, h
         info = VideoInfo(path, w, h, len(starts), duration, np.asarray(indices, np.int64))
-        return cls(path, name, info, rotation, wanted, by_pts, frame_threads)
+        return cls(path, name, info, rotation, wanted, by_pts, frame_threads, accept_truncated)
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
                ) -> Iterator[np.ndarray]:
@@ -105,9 +111,15 @@ class AvVideo:
                     yield np.stack(buffer)
                     buffer = []
             last = frame
-        if filled < self.info.n_frames:
-            raise RejectedInput(self.name, f"decodable frames end before t = {filled} s of the "
-                                           f"declared {self.info.duration:.1f} s (truncated?)")
+        if filled < self.info.n_frames and not (self.accept_truncated and last is not None):
+            raise RejectedInput(self.name, f"truncated: decodable frames end before t = {filled} s "
+                                           f"of {self.info.duration:.1f} s")
+        while filled < self.info.n_frames:  # accepted cut file: its last frame stays shown
+            buffer.append(last)
+            filled += 1
+            if len(buffer) == per_chunk:
+                yield np.stack(buffer)
+                buffer = []
         if buffer:
             yield np.stack(buffer)
 
@@ -137,8 +149,29 @@ class AvVideo:
                     if remaining <= 0:
                         return
             except av.error.FFmpegError as e:
-                raise RejectedInput(self.name, f"truncated or corrupt video stream: decoding "
-                                               f"failed ({short_reason(e)})") from None
+                if not self.accept_truncated:
+                    raise RejectedInput(self.name, f"truncated or corrupt video stream: decoding "
+                                                   f"failed ({short_reason(e)})") from None
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The video stream's duration as its index declares it (MP4/MOV do), if any. The
+    container's own duration is not used: it also covers a longer audio track."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _check_truncation(name: str, declared: float | None, decodable: float,
+                      accept: bool) -> None:
+    """Frames that end well before the declared duration: a cut file, reported as such."""
+    if declared is None or declared - decodable <= max(TRUNCATION_TOLERANCE_S, 0.05 * declared):
+        return
+    what = (f"truncated: the file declares {declared:.1f} s but its decodable frames end at "
+            f"{decodable:.1f} s (an interrupted download or copy?)")
+    if not accept:
+        raise RejectedInput(name, what + "; --accept-truncated keeps what decodes")
+    print(f"warning: {name}: {what}; kept (--accept-truncated)", file=sys.stderr)
 
 
 def _packet_times(container, stream, name: str):

@@ -157,7 +157,8 @@ class Extractor:
         """The events of one video (see Event)."""
         try:
             video = open_video(path, self.config.max_frames, name,
-                               frame_threads=not self.resize_in_decoder)  # inference on a GPU
+                               frame_threads=not self.resize_in_decoder,  # inference on a GPU
+                               accept_truncated=self.config.accept_truncated)
             info = video.info
             yield Opened(info.n_frames)
             # Sound first (decoded as a stream, only the seconds the frames need): the

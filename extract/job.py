@@ -95,10 +95,24 @@ def prepare_extract(job: ExtractJob) -> Prepared:
     stale = os.path.join(job.out, f"report-{report.command}.json")
     if os.path.exists(stale):
         os.remove(stale)  # this run re-tries every video that was rejected before
+    _warn_if_space_is_short(job.out, len(todo))
     of = f" (part {part.index + 1} of {part.count})" if part.count > 1 else ""
     print(f"extract: {len(ids)} video(s){of}, {len(ids) - len(todo)} already in {job.out}, "
           f"{len(todo)} to do on {extractor.device}", file=sys.stderr)
     return Prepared(extractor, meta, labels, todo, report, part.tag)
+
+
+def _warn_if_space_is_short(out: str, videos: int) -> None:
+    """A warning when --out clearly cannot hold the job (10 s a video at the least)."""
+    from yt8m.representation import AUDIO_DIM, RGB_DIM
+    from yt8m.store import free_bytes, shard_bytes_needed
+
+    least = shard_bytes_needed(videos * 10 * (RGB_DIM + AUDIO_DIM), videos)
+    free = free_bytes(out)
+    if free < least:
+        print(f"warning: {out} has {free / 2**20:.1f} MB free; {videos} video(s) need at least "
+              f"{least / 2**20:.1f} MB. The job stops (exit 2, finished shards kept) when the "
+              "disk is full.", file=sys.stderr)
 
 
 def _check_out_folder(out: str, meta, max_frames: int) -> None:

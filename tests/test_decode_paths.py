@@ -102,7 +102,7 @@ def test_decord_takes_over_when_pyav_cannot(clips, monkeypatch):
     from extract import decode_av
     from extract.decode import DecoderFailed
 
-    def refuse(path, max_frames, name, frame_threads=False):
+    def refuse(path, max_frames, name, *flags):
         raise DecoderFailed(name, "PyAV cannot open it (simulated)")
     monkeypatch.setattr(decode_av.AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
     video = decode.open_video(clips["bframes"])
@@ -181,3 +181,21 @@ def test_long_many_channel_audio_is_decoded_only_as_far_as_needed(tmp_path):
     # What was decoded: the 10 s asked for, the resampling margin and one packet.
     assert 10 <= track.decoded_seconds <= 10 + RESAMPLE_MARGIN_S + 0.1
     assert np.abs(track.samples).max() > 0.1
+
+
+def test_a_file_cut_after_its_index_is_reported_not_shortened(tmp_path):
+    """A faststart MP4 (index at the front) cut at 60 %: its index still declares 12 s."""
+    whole = str(tmp_path / "whole.mp4")
+    ffmpeg("-stream_loop", "2", "-i", f"{sample_clip_dir()}/bigbuckbunny.mp4", "-t", "12",
+           "-vf", "scale=320:-2", "-c:v", "libx264", "-c:a", "aac", "-movflags", "+faststart",
+           whole)
+    data = open(whole, "rb").read()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:len(data) * 6 // 10])
+    assert decode.open_video(whole).info.n_frames == 12
+    with pytest.raises(RejectedInput) as e:
+        decode.open_video(str(cut), name="cut.mp4")
+    assert "truncated" in e.value.reason and "12.0 s" in e.value.reason
+    kept = decode.open_video(str(cut), accept_truncated=True)
+    assert 5 <= kept.info.n_frames < 12
+    assert len(np.concatenate(list(kept.chunks()))) == kept.info.n_frames

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import run_pipeline
+from conftest import run_pipeline, sample_clip_dir
 from model_synthetic import write_random_frames
 from yt8m.errors import DamagedVideo
 from yt8m.representation import AUDIO_DIM, RGB_DIM
@@ -112,3 +113,52 @@ def test_training_skips_and_reports_damaged_videos(damaged_data, tmp_path):
     rows = csv_path.read_text().splitlines()
     assert len(rows) == 1 + 23 and not any(r.startswith(victim + ",") for r in rows)
     assert victim in open(tmp_path / "pred" / "report-predict.json").read()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MB filesystem (tmpfs), so that writes really run out of space."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_stops_the_job_cleanly_and_keeps_what_was_finished(small_disk, tmp_path):
+    from media import write_random_pca
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = open(os.path.join(sample_clip_dir(), "bikes.mp4"), "rb").read()
+    for i in range(20):
+        (videos / f"clip{i:02d}.mp4").write_bytes(clip)
+    out = small_disk / "features"
+    with open(small_disk / "filler", "wb") as f:  # leave about 400 kB free
+        f.write(b"\0" * (1024 * 1024 - 400 * 1024))
+    pca = write_random_pca(str(tmp_path / "pca"))
+    result = run_pipeline("extract", "--videos", str(videos), "--out", str(out), "--pca-dir", pca,
+                          "--random-weights", "--max-frames", "5", "--videos-per-shard", "2",
+                          "--workers", "1", "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert str(out) in result.stderr and "MB free" in result.stderr
+    assert not [f for f in os.listdir(out) if f.endswith(".partial")]
+    kept = ShardSet(str(out))
+    assert 0 < len(kept) < 20 and len(kept) % 2 == 0  # whole shards only, all readable
+    for video in kept:
+        assert video.n_frames == 5
+    finished = len(kept)
+    kept.close()
+    # Room again: the rerun resumes after the finished shards and completes the job.
+    os.remove(small_disk / "filler")
+    again = run_pipeline("extract", "--videos", str(videos), "--out", str(out), "--pca-dir", pca,
+                         "--random-weights", "--max-frames", "5", "--videos-per-shard", "2",
+                         "--workers", "1", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert f"{finished} already in" in again.stderr
+    complete = ShardSet(str(out))
+    assert sorted(complete.ids) == sorted(f"clip{i:02d}.mp4" for i in range(20))
+    complete.close()

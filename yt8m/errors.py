@@ -21,6 +21,17 @@ class ShardError(UsageError):
         self.reason = reason
 
 
+class DiskFull(UsageError):
+    """A shard could not be written for lack of space; what was finished is kept."""
+
+    def __init__(self, folder: str, free: int, needed: int):
+        super().__init__(
+            f"{folder}: not enough free space for the next shard ({free / 2**20:.1f} MB free, "
+            f"about {needed / 2**20:.1f} MB needed). The shards already finished are kept and "
+            "a rerun resumes after them: free some space (or pass another --out) and run again.")
+        self.folder, self.free, self.needed = folder, free, needed
+
+
 class DamagedVideo(ShardError):
     """One video whose stored bytes no longer match the checksum written with them."""
 

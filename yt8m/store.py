@@ -21,6 +21,7 @@ and the video instead of being read silently.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -32,7 +33,7 @@ import h5py
 import numpy as np
 from crc32c import crc32c as _crc32c
 
-from .errors import DamagedVideo, ShardError, UsageError
+from .errors import DamagedVideo, DiskFull, ShardError, UsageError
 from .representation import AUDIO_DIM, FORMAT_VERSION, RGB_DIM, Representation
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef
@@ -157,8 +158,16 @@ class ShardWriter:
         if not self._pending:
             return None
         tmp = os.path.join(self.out_dir, f".{self.prefix}.{os.getpid()}.{_host()}.partial")
+        needed = shard_bytes_needed(self._pending_bytes, len(self._pending))
+        if free_bytes(self.out_dir) < needed:  # never start a write that cannot finish
+            raise DiskFull(self.out_dir, free_bytes(self.out_dir), needed)
         try:
-            _write_shard(tmp, self._pending, self.meta)
+            try:
+                _write_shard(tmp, self._pending, self.meta)
+            except OSError as e:
+                if free_bytes(self.out_dir) < needed or e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFull(self.out_dir, free_bytes(self.out_dir), needed) from None
+                raise UsageError(f"{self.out_dir}: cannot write a shard ({e})") from None
             while True:  # link never replaces: a name another writer took is skipped
                 path = os.path.join(self.out_dir, f"{self.prefix}-{self._seq:05d}{SUFFIX}")
                 try:
@@ -182,8 +191,20 @@ class ShardWriter:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        # Videos finished before an error are kept; an interrupt (Ctrl-C) too.
-        self.flush()
+        # Videos finished before an error are kept; an interrupt (Ctrl-C) too. After a
+        # failed write there is nothing to retry.
+        if exc_type is None or not issubclass(exc_type, UsageError):
+            self.flush()
+
+
+def free_bytes(folder: str) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def shard_bytes_needed(data_bytes: int, videos: int) -> int:
+    """Room a shard of `data_bytes` of frames takes, with HDF5's index, ids and labels."""
+    return int(data_bytes * 1.05) + 512 * videos + (256 << 10)
 
 
 def _host() -> str:
