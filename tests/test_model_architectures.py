@@ -123,7 +123,7 @@ def test_one_frame_video(name):
 @pytest.mark.parametrize("name", ["logistic", "moe"])
 def test_video_level_models(name):
     model = build_model(ModelConfig(name, num_classes=7)).eval()
-    probs, loss = model(torch.randn(5, 1024), torch.randn(5, 128), torch.zeros(5, 7))
+    probs, loss = model(torch.randn(5, 1024), torch.randn(5, 128), None, torch.zeros(5, 7))  # one signature
     assert probs.shape == (5, 7) and loss.item() > 0
 
 
