@@ -285,3 +285,33 @@ def test_malformed_messages_raise_wire_error():
         protowire.decode_example(ld(1, b"\x0a\xff\xff\x03abc"))  # length past the end
     with pytest.raises(protowire.WireError):
         protowire.decode_example(b"\x0b")  # wire type 3 (groups)
+
+
+def test_zero_padded_download_is_imported_in_bounded_time_and_memory(tmp_path):
+    """A partial download padded with 64 MB of zeros, then a good record: the reader skips
+    the zeros in linear time (a process limited to 1.5 GB of address space, 120 s)."""
+    import resource
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    rng = np.random.default_rng(0)
+    good = [tf_frame(frame_level(f"v{i}", [i], rng.integers(0, 256, (3, 1024), dtype=np.uint8),
+                                 rng.integers(0, 256, (3, 128), dtype=np.uint8))) for i in range(3)]
+    path = tmp_path / "train0000.tfrecord"
+    with open(path, "wb") as f:
+        f.write(good[0] + good[1])
+        f.write(b"\0" * (64 << 20))
+        f.write(good[2])
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))
+
+    result = subprocess.run([sys.executable, f"{ROOT}/pipeline.py", "import-yt8m", "--tfrecords",
+                             str(path), "--out", str(tmp_path / "shards"), "--quiet"],
+                            capture_output=True, text=True, timeout=120, preexec_fn=limit, cwd=ROOT)
+    assert result.returncode == 3, result.stderr
+    assert "resynchronised" in result.stderr and str(64 << 20) in result.stderr
+    from yt8m.store import ShardSet
+    assert sorted(ShardSet(str(tmp_path / "shards")).ids) == ["v0", "v1", "v2"]

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - exercised only without the package
 HEADER_BYTES = 12  # length + its CRC
 FOOTER_BYTES = 4  # data CRC
 _MASK_DELTA = 0xA282EAD8
-_RESYNC_CHUNK = 64 << 20
+_RESYNC_CHUNK = 1 << 20  # bytes scanned per NumPy window while resynchronising
 
 
 def _crc32c_table() -> list[int]:
@@ -195,33 +195,45 @@ class TFRecordReader:
     def _resync(self, start: int, size: int) -> int | None:
         """First offset >= start where a whole record (both CRCs) verifies, if any.
 
-        Candidates are prefiltered with NumPy: a record of this data set is far below
-        4 GiB, so the high four bytes of its length are zero.
+        Linear in the bytes scanned, in bounded memory: candidates are filtered with
+        NumPy, a window at a time, before any CRC is computed. A record's length is
+        below 4 GiB (its high four bytes are zero), above zero (no record of this data
+        is empty) and fits in the file; a run of zeros (a download padded with zeros)
+        therefore offers no candidate at all.
         """
-        if size - start < HEADER_BYTES + FOOTER_BYTES:
+        last = size - HEADER_BYTES - FOOTER_BYTES  # the last offset a record can start at
+        if start > last:
             return None
         data = np.memmap(self.path, np.uint8, "r")
         try:
-            for lo in range(start, size - HEADER_BYTES - FOOTER_BYTES + 1, _RESYNC_CHUNK):
-                hi = min(lo + _RESYNC_CHUNK, size - HEADER_BYTES - FOOTER_BYTES + 1)
-                window = data[lo + 4:hi + 8]
-                n = hi - lo
-                zero = (window[:n] == 0) & (window[1:n + 1] == 0) \
-                    & (window[2:n + 2] == 0) & (window[3:n + 3] == 0)
-                for p in (np.flatnonzero(zero) + lo).tolist():
-                    header = bytes(data[p:p + HEADER_BYTES])
-                    length, length_crc = struct.unpack("<QI", header)
-                    if masked_crc32c(header[:8]) != length_crc:
-                        continue
-                    end = p + HEADER_BYTES + length
-                    if end + FOOTER_BYTES > size:
-                        continue
-                    footer = struct.unpack("<I", bytes(data[end:end + FOOTER_BYTES]))[0]
-                    if masked_crc32c(bytes(data[p + HEADER_BYTES:end])) == footer:
+            for lo in range(start, last + 1, _RESYNC_CHUNK):
+                hi = min(lo + _RESYNC_CHUNK, last + 1)
+                for p in (np.flatnonzero(_plausible_lengths(data, lo, hi, size)) + lo).tolist():
+                    if self._record_at(data, p, size):
                         return p
             return None
         finally:
             del data
+
+    @staticmethod
+    def _record_at(data: np.ndarray, p: int, size: int) -> bool:
+        header = bytes(data[p:p + HEADER_BYTES])
+        length, length_crc = struct.unpack("<QI", header)
+        if masked_crc32c(header[:8]) != length_crc:
+            return False
+        end = p + HEADER_BYTES + length
+        footer = struct.unpack("<I", bytes(data[end:end + FOOTER_BYTES]))[0]
+        return masked_crc32c(bytes(data[p + HEADER_BYTES:end])) == footer
+
+
+def _plausible_lengths(data: np.ndarray, lo: int, hi: int, size: int) -> np.ndarray:
+    """For offsets lo..hi-1: could a record header start there (see TFRecordReader._resync)?"""
+    n = hi - lo
+    w = np.asarray(data[lo:hi + 8], dtype=np.uint32)
+    length = w[:n] | (w[1:n + 1] << 8) | (w[2:n + 2] << 16) | (w[3:n + 3] << 24)
+    high_zero = (w[4:n + 4] | w[5:n + 5] | w[6:n + 6] | w[7:n + 7]) == 0
+    room = (size - HEADER_BYTES - FOOTER_BYTES - lo) - np.arange(n, dtype=np.int64)
+    return high_zero & (length > 0) & (length.astype(np.int64) <= room)
 
 
 def read_tfrecord(path: str) -> tuple[list[bytes], list[RecordError]]:
