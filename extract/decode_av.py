@@ -9,8 +9,9 @@ frames are exactly those of a full decode. The rotation is applied as ffmpeg's
 autorotation does (`np.rot90` by the display matrix's angle, checked against
 `ffmpeg` itself), so a phone clip comes out upright.
 
-Audio. The stream FFmpeg picks as the default (`av_find_best_stream`) is decoded
-packet by packet and only as far as needed: the first `max_seconds` plus a margin
+Audio. The stream FFmpeg picks as the default (`av_find_best_stream`), or if that
+one is silent the first stream with sound, is decoded packet by packet and only
+as far as needed: the first `max_seconds` plus a margin
 that covers the resampling filter, whatever the track's length or channel count.
 Channels are averaged to mono and resampled to 16 kHz with resampy's
 `kaiser_best`, what the VGGish reference calls; the margin makes the kept samples
@@ -231,33 +232,56 @@ class AudioTrack:
 
 def decode_audio(path: str, max_seconds: float | None = None, name: str | None = None
                  ) -> AudioTrack | None:
-    """The default audio stream's first `max_seconds` as 16 kHz mono; None without one."""
-    av = _av()
+    """The first `max_seconds` of the sound as 16 kHz mono: from the audio stream FFmpeg
+    picks as the default, or when that one is silent the first stream with sound. None
+    when there is no audio stream, or only silent ones."""
     name = name or path
     with _open(path, name) as container:
-        stream = _default_audio(container)
-        if stream is None:
-            return None
-        rate = int(stream.codec_context.sample_rate or stream.rate or 0)
-        if rate <= 0:
-            raise RejectedInput(name, "the audio track declares no sample rate")
-        limit = None if max_seconds is None else \
-            int(math.ceil((max_seconds + RESAMPLE_MARGIN_S) * rate))
-        buffer = _MonoBuffer(limit)
-        channels = 0
-        resampler = av.AudioResampler(format="fltp")  # planar float, same rate and layout
-        try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    planes = out.to_ndarray()  # [channels, n] float32
-                    channels = planes.shape[0]
-                    buffer.add(planes.mean(axis=0, dtype=np.float32))
-                if buffer.full:
-                    break
-        except av.error.FFmpegError as e:
-            if buffer.size == 0:
-                raise RejectedInput(name, f"corrupt audio track ({short_reason(e)})") from None
-    samples = resample_to_16k(buffer.samples(), rate)
+        for stream in _audio_candidates(container):
+            track = _decode_stream(container, stream, max_seconds, name)
+            if track is not None:
+                return track
+            container.seek(0)
+    return None
+
+
+def _audio_candidates(container) -> list:
+    """The default audio stream (av_find_best_stream) first, then the others in order."""
+    streams = list(container.streams.audio)
+    if not streams:
+        return []
+    try:
+        best = container.streams.best("audio")
+    except Exception:  # noqa: BLE001 - older PyAV without best(): the first
+        best = streams[0]
+    return [best] + [s for s in streams if s.index != best.index]
+
+
+def _decode_stream(container, stream, max_seconds: float | None, name: str) -> AudioTrack | None:
+    """One stream's first seconds; None when they are silence (all zero)."""
+    av = _av()
+    rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+    if rate <= 0:
+        raise RejectedInput(name, "the audio track declares no sample rate")
+    limit = None if max_seconds is None else int(math.ceil((max_seconds + RESAMPLE_MARGIN_S) * rate))
+    buffer = _MonoBuffer(limit)
+    channels = 0
+    resampler = av.AudioResampler(format="fltp")  # planar float, same rate and layout
+    try:
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                planes = out.to_ndarray()  # [channels, n] float32
+                channels = planes.shape[0]
+                buffer.add(planes.mean(axis=0, dtype=np.float32))
+            if buffer.full:
+                break
+    except av.error.FFmpegError as e:
+        if buffer.size == 0:
+            raise RejectedInput(name, f"corrupt audio track ({short_reason(e)})") from None
+    mono = buffer.samples()
+    if not mono.size or not np.any(mono):
+        return None
+    samples = resample_to_16k(mono, rate)
     if max_seconds is not None:
         samples = samples[:int(math.ceil(max_seconds * TARGET_RATE))]
     return AudioTrack(samples.astype(np.float32, copy=False), rate, channels, buffer.decoded / rate)
@@ -287,11 +311,3 @@ class _MonoBuffer:
         return self._data[:self.size]
 
 
-def _default_audio(container):
-    """The audio stream FFmpeg would pick (av_find_best_stream), or None."""
-    if not container.streams.audio:
-        return None
-    try:
-        return container.streams.best("audio")
-    except Exception:  # noqa: BLE001 - older PyAV without best(): the first
-        return container.streams.audio[0]

@@ -95,11 +95,24 @@ def prepare_extract(job: ExtractJob) -> Prepared:
     stale = os.path.join(job.out, f"report-{report.command}.json")
     if os.path.exists(stale):
         os.remove(stale)  # this run re-tries every video that was rejected before
+    todo = [i for i in todo if _utf8_name(i, report)]
     _warn_if_space_is_short(job.out, len(todo))
     of = f" (part {part.index + 1} of {part.count})" if part.count > 1 else ""
     print(f"extract: {len(ids)} video(s){of}, {len(ids) - len(todo)} already in {job.out}, "
           f"{len(todo)} to do on {extractor.device}", file=sys.stderr)
     return Prepared(extractor, meta, labels, todo, report, part.tag)
+
+
+def _utf8_name(video_id: str, report: Report) -> bool:
+    """Ids are stored as UTF-8: a file name that is not valid UTF-8 is rejected as such."""
+    try:
+        video_id.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        shown = video_id.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        report.reject(shown, "the file name is not valid UTF-8 (ids are stored as UTF-8); "
+                             "rename the file")
+        return False
 
 
 def _warn_if_space_is_short(out: str, videos: int) -> None:

@@ -199,3 +199,40 @@ def test_a_file_cut_after_its_index_is_reported_not_shortened(tmp_path):
     kept = decode.open_video(str(cut), accept_truncated=True)
     assert 5 <= kept.info.n_frames < 12
     assert len(np.concatenate(list(kept.chunks()))) == kept.info.n_frames
+
+
+def test_audio_comes_from_the_stream_with_sound_and_silence_counts_as_none(tmp_path):
+    two = str(tmp_path / "two_audio.mp4")  # a silent default stream, then one with sound
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-f", "lavfi", "-i",
+           "anullsrc=r=48000:cl=stereo", "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=44100",
+           "-t", "3", "-map", "0:v", "-map", "1:a", "-map", "2:a", "-c:v", "libx264", "-c:a", "aac",
+           two)
+    track = decode_audio(two, 3)
+    assert track.native_rate == 44100 and np.abs(track.samples).max() > 0.1
+    silent = str(tmp_path / "silent.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-f", "lavfi", "-i",
+           "anullsrc=r=48000:cl=stereo", "-t", "3", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+           "-c:a", "aac", silent)
+    assert decode_audio(silent, 3) is None  # extracted as a video without sound
+
+
+@pytest.mark.slow
+def test_a_file_name_that_is_not_utf8_is_rejected_as_such(tmp_path, clips):
+    import json
+    import os
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = open(clips["tiny"], "rb").read()
+    (videos / "good.mp4").write_bytes(good)
+    with open(os.path.join(os.fsencode(str(videos)), b"caf\xe9.mp4"), "wb") as f:  # Latin-1
+        f.write(good)
+    pca = write_random_pca(str(tmp_path / "pca"))
+    out = tmp_path / "out"
+    result = run_pipeline("extract", "--videos", str(videos), "--out", str(out), "--random-weights",
+                          "--pca-dir", pca, "--quiet", "--workers", "1")
+    assert result.returncode == 3, result.stderr
+    rejected = json.load(open(out / "report-extract.json"))["rejected"]
+    assert len(rejected) == 1 and "not valid UTF-8" in rejected[0]["reason"]
+    assert "caf" in rejected[0]["input"]
+    assert ShardSet(str(out)).ids == ["good.mp4"]
