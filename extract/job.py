@@ -57,12 +57,13 @@ class Prepared:
     todo: list[str]
     report: Report
     tag: str
+    stale: dict[str, set[str]]  # shard -> ids whose source file changed since it was stored
 
 
 def prepare_extract(job: ExtractJob) -> Prepared:
     """Everything that can be wrong with the job, checked before any video is decoded."""
     from yt8m.cli_util import parse_part
-    from yt8m.store import FRAME, ShardMeta, done_ids
+    from yt8m.store import FRAME, ShardMeta
     from yt8m.vocabulary import Vocabulary
 
     from .extractor import Extractor
@@ -87,20 +88,46 @@ def prepare_extract(job: ExtractJob) -> Prepared:
         "random_weights": extractor.random_weights, **extractor.backbones.provenance()})
     _check_out_folder(job.out, meta, job.config.max_frames)
     ids = part.select(all_ids)
-    done = done_ids(job.out)
-    todo = [i for i in ids if i not in done]
+    todo, stale = _not_yet_stored(job.videos, job.out, ids)
     os.makedirs(job.out, exist_ok=True)
     vocabulary.save(job.out)
     report = Report(f"extract{part.tag}")
-    stale = os.path.join(job.out, f"report-{report.command}.json")
-    if os.path.exists(stale):
-        os.remove(stale)  # this run re-tries every video that was rejected before
+    old_report = os.path.join(job.out, f"report-{report.command}.json")
+    if os.path.exists(old_report):
+        os.remove(old_report)  # this run re-tries every video that was rejected before
     todo = [i for i in todo if _utf8_name(i, report)]
     _warn_if_space_is_short(job.out, len(todo))
     of = f" (part {part.index + 1} of {part.count})" if part.count > 1 else ""
     print(f"extract: {len(ids)} video(s){of}, {len(ids) - len(todo)} already in {job.out}, "
           f"{len(todo)} to do on {extractor.device}", file=sys.stderr)
-    return Prepared(extractor, meta, labels, todo, report, part.tag)
+    return Prepared(extractor, meta, labels, todo, report, part.tag, stale)
+
+
+def _identity(videos: str, video_id: str) -> tuple[int, int]:
+    """A source file's (size, mtime ns): what says it is still the file that was stored."""
+    try:
+        st = os.stat(os.path.join(videos, video_id))
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return (-1, -1)
+
+
+def _not_yet_stored(videos: str, out: str, ids: list[str]) -> tuple[list[str], dict[str, set[str]]]:
+    """The ids to extract (new, or changed since stored), and the stale copies to drop."""
+    from yt8m.store import stored_sources
+
+    stored = stored_sources(out)
+    todo, stale = [], {}
+    for video_id in ids:
+        copies = stored.get(video_id, [])
+        now = _identity(videos, video_id)
+        current = [c for c in copies if c[1] == now or c[1] == (-1, -1)]  # -1: not recorded
+        if not current:
+            todo.append(video_id)
+        for shard, source in copies:
+            if source not in (now, (-1, -1)):
+                stale.setdefault(shard, set()).add(video_id)
+    return todo, stale
 
 
 def _utf8_name(video_id: str, report: Report) -> bool:
@@ -126,6 +153,20 @@ def _warn_if_space_is_short(out: str, videos: int) -> None:
         print(f"warning: {out} has {free / 2**20:.1f} MB free; {videos} video(s) need at least "
               f"{least / 2**20:.1f} MB. The job stops (exit 2, finished shards kept) when the "
               "disk is full.", file=sys.stderr)
+
+
+def _drop_stale(stale: dict[str, set[str]], report: Report) -> None:
+    """Copies of files that changed since they were stored go, once the new copy is in
+    (a rejected new version leaves no copy: the old one no longer is that file)."""
+    from yt8m.store import remove_videos
+
+    for shard, ids in stale.items():
+        remove_videos(shard, ids)
+    changed = sorted({i for ids in stale.values() for i in ids})
+    if changed:
+        print(f"extract: {len(changed)} video(s) changed since they were stored and were "
+              f"extracted again: {', '.join(changed[:5])}" + (" ..." if len(changed) > 5 else ""),
+              file=sys.stderr)
 
 
 def _check_out_folder(out: str, meta, max_frames: int) -> None:
@@ -164,9 +205,11 @@ def run_extract(job: ExtractJob) -> int:
                 report.reject(vid, result.reason)
                 continue
             result.labels = p.labels.of(vid) if p.labels else np.zeros(0, dtype=np.int32)
+            result.source = _identity(job.videos, vid)
             writer.add(result)
             report.done += 1
             frames += result.n_frames
+    _drop_stale(p.stale, report)
     elapsed = max(time.time() - start, 1e-9)
     print(f"extract: {report.done} video(s), {frames} frames in {elapsed:.1f} s "
           f"({frames / elapsed:.1f} frames/s) -> {job.out}"

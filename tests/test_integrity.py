@@ -162,3 +162,30 @@ def test_a_full_disk_stops_the_job_cleanly_and_keeps_what_was_finished(small_dis
     complete = ShardSet(str(out))
     assert sorted(complete.ids) == sorted(f"clip{i:02d}.mp4" for i in range(20))
     complete.close()
+
+
+@pytest.mark.slow
+def test_a_changed_file_is_extracted_again_and_its_stale_copy_replaced(tmp_path):
+    from media import write_random_pca
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    data = sample_clip_dir()
+    (videos / "a.mp4").write_bytes(open(os.path.join(data, "carphone_pristine.mp4"), "rb").read())
+    (videos / "b.mp4").write_bytes(open(os.path.join(data, "carphone_distorted.mp4"), "rb").read())
+    out, pca = str(tmp_path / "out"), write_random_pca(str(tmp_path / "pca"))
+    args = ["extract", "--videos", str(videos), "--out", out, "--pca-dir", pca, "--random-weights",
+            "--workers", "1", "--quiet", "--videos-per-shard", "1"]
+    assert run_pipeline(*args).returncode == 0
+    before = {v.id: v for v in ShardSet(out)}
+    unchanged = run_pipeline(*args)
+    assert unchanged.returncode == 0 and "2 already in" in unchanged.stderr
+    # The same name, other content (a copy that finished later, say).
+    (videos / "a.mp4").write_bytes(open(os.path.join(data, "bikes.mp4"), "rb").read())
+    rerun = run_pipeline(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 already in" in rerun.stderr and "changed since" in rerun.stderr
+    after = {v.id: v for v in ShardSet(out)}
+    assert sorted(ShardSet(out).ids) == ["a.mp4", "b.mp4"]  # one copy each
+    assert after["a.mp4"].n_frames == 10 != before["a.mp4"].n_frames  # bikes.mp4 is 10 s
+    np.testing.assert_array_equal(after["b.mp4"].rgb, before["b.mp4"].rgb)

@@ -63,6 +63,7 @@ class VideoRecord:
     segment_scores: np.ndarray = field(default_factory=lambda: _empty(np.float32))
     mean_rgb: np.ndarray | None = None  # float32 [1024]
     mean_audio: np.ndarray | None = None  # float32 [128]
+    source: tuple[int, int] = (-1, -1)  # the source file's (size, mtime ns) when extracted
 
     @property
     def n_frames(self) -> int:
@@ -263,6 +264,7 @@ def _write_shard(path: str, videos: list[VideoRecord], meta: ShardMeta) -> None:
         f.create_dataset("ids", data=np.array([v.id for v in videos], dtype=object),
                          dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("has_audio", data=np.array([v.has_audio for v in videos], dtype=bool))
+        f.create_dataset("source", data=np.array([v.source for v in videos], dtype=np.int64))
         f.create_dataset("crc32c", data=np.array(
             [video_checksum(v.rgb, v.audio) if meta.kind == FRAME else
              video_checksum(np.asarray(v.mean_rgb, np.float32), np.asarray(v.mean_audio, np.float32))
@@ -347,6 +349,7 @@ class ShardReader:
                                    for s in f["ids"][()]]
             self.has_audio = f["has_audio"][()].astype(bool)
             self.checksums = f["crc32c"][()] if "crc32c" in f else None  # format 1 has none
+            self.sources = f["source"][()] if "source" in f else np.full((len(self.ids), 2), -1)
             self._labels = (f["labels_offsets"][()], f["labels"][()])
             seg_off = f["segments_offsets"][()]
             self._segments = (seg_off, f["segment_start_times"][()],
@@ -430,7 +433,8 @@ class ShardReader:
         off, starts, seg_labels, scores = self._segments
         s = slice(off[i], off[i + 1])
         return VideoRecord(self.ids[i], self.labels(i), rgb, audio, bool(self.has_audio[i]),
-                           starts[s], seg_labels[s], scores[s], mean_rgb, mean_audio)
+                           starts[s], seg_labels[s], scores[s], mean_rgb, mean_audio,
+                           tuple(int(x) for x in self.sources[i]))
 
     def __getitem__(self, i: int) -> VideoRecord:
         if not -len(self) <= i < len(self):
@@ -545,14 +549,39 @@ def open_shards(data_dir: str) -> tuple[list[ShardReader], list[ShardError]]:
 
 def done_ids(out_dir: str) -> set[str]:
     """Ids already stored in complete shards of `out_dir` (for resuming a job)."""
+    return set(stored_sources(out_dir))
+
+
+def stored_sources(out_dir: str) -> dict[str, list[tuple[str, tuple[int, int]]]]:
+    """id -> [(shard path, the source's (size, mtime ns) when it was extracted), ...]."""
     if not os.path.isdir(out_dir):
-        return set()
+        return {}
     readers, _ = open_shards(out_dir)
-    ids: set[str] = set()
+    found: dict[str, list[tuple[str, tuple[int, int]]]] = {}
     for r in readers:
-        ids.update(r.ids)
+        for video_id, source in zip(r.ids, r.sources):
+            found.setdefault(video_id, []).append((r.path, (int(source[0]), int(source[1]))))
         r.close()
-    return ids
+    return found
+
+
+def remove_videos(path: str, ids: set[str]) -> None:
+    """Rewrite a shard without `ids` (stale copies of changed files), atomically; a shard
+    left with no video is removed."""
+    reader = ShardReader(path)
+    try:
+        keep = [v for v in reader.iter_videos() if v.id not in ids]
+        meta = reader.meta
+    finally:
+        reader.close()
+    if not keep:
+        os.remove(path)
+    else:
+        name = f".{os.path.basename(path)}.{os.getpid()}.{_host()}.partial"
+        tmp = os.path.join(os.path.dirname(path), name)
+        _write_shard(tmp, keep, meta)
+        os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path) or ".")
 
 
 class ShardSet:
