@@ -23,7 +23,7 @@ import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -126,11 +126,13 @@ class Extractor:
 
     # ------------------------------------------------------------------ public API
 
-    def extract_paths(self, paths: Sequence[str], names: Sequence[str] | None = None
+    def extract_paths(self, paths: Sequence[str], names: Sequence[str] | None = None,
+                      cancelled: Callable[[int], bool] | None = None
                       ) -> Iterator[tuple[str, VideoRecord | RejectedInput]]:
         """(path, record) for each video in input order; record.id is its name (default:
-        the path). A video that cannot be used gives (path, RejectedInput) instead."""
-        for video in self._embed(paths, names):
+        the path). A video that cannot be used gives (path, RejectedInput) instead.
+        `cancelled(i)` true: video i stops decoding at its next chunk (rejected as cancelled)."""
+        for video in self._embed(paths, names, cancelled):
             if video.rejected is not None:
                 yield video.path, video.rejected
                 continue
@@ -153,7 +155,8 @@ class Extractor:
 
     # ------------------------------------------------------------------ decoding side
 
-    def _decode(self, path: str, name: str) -> Iterator[Event]:
+    def _decode(self, path: str, name: str, cancelled: Callable[[], bool] = lambda: False
+                ) -> Iterator[Event]:
         """The events of one video (see Event)."""
         try:
             video = open_video(path, self.config.max_frames, name,
@@ -167,6 +170,8 @@ class Extractor:
             examples = None if wave is None else audio_examples(wave, info.n_frames)
             del wave
             for chunk in video.chunks(self.config.chunk_bytes):
+                if cancelled():
+                    raise RejectedInput(name, "cancelled (its request timed out)")
                 frames = torch.from_numpy(chunk)
                 if self.resize_in_decoder:
                     # Two frames at a time: the float copy of a 1080p frame is 25 MB.
@@ -181,8 +186,9 @@ class Extractor:
         except Exception as e:  # noqa: BLE001 - one odd file must not stop the job
             yield Rejected(RejectedInput(name, f"cannot decode: {type(e).__name__}: {e}"))
 
-    def _worker(self, path: str, name: str, out: queue.Queue, stop: threading.Event) -> None:
-        for event in self._decode(path, name):
+    def _worker(self, path: str, name: str, out: queue.Queue, stop: threading.Event,
+                cancelled: Callable[[], bool]) -> None:
+        for event in self._decode(path, name, cancelled):
             while not stop.is_set():
                 try:
                     out.put(event, timeout=0.2)
@@ -192,13 +198,15 @@ class Extractor:
             if stop.is_set():
                 return
 
-    def _events(self, paths: Sequence[str], names: Sequence[str]
+    def _events(self, paths: Sequence[str], names: Sequence[str],
+                cancelled: Callable[[int], bool] | None = None
                 ) -> Iterator[tuple[int, Iterator[Event]]]:
         """(index, event stream) per video in order, decoded ahead by the workers."""
         workers = self.config.workers
+        check = (lambda i: (lambda: cancelled(i))) if cancelled else (lambda i: (lambda: False))
         if workers <= 0:
             for i, (p, n) in enumerate(zip(paths, names)):
-                yield i, self._decode(p, n)
+                yield i, self._decode(p, n, check(i))
             return
         stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
@@ -220,7 +228,7 @@ class Extractor:
             for i in range(len(paths)):
                 while nxt < len(paths) and len(inflight) < workers + 1:
                     q: queue.Queue = queue.Queue(maxsize=QUEUE_CHUNKS)
-                    pool.submit(self._worker, paths[nxt], names[nxt], q, stop)
+                    pool.submit(self._worker, paths[nxt], names[nxt], q, stop, check(nxt))
                     inflight.append(q)
                     nxt += 1
                 yield i, drain(inflight.popleft())
@@ -230,13 +238,14 @@ class Extractor:
 
     # ------------------------------------------------------------------ inference side
 
-    def _embed(self, paths: Sequence[str], names: Sequence[str] | None) -> Iterator[_Video]:
+    def _embed(self, paths: Sequence[str], names: Sequence[str] | None,
+               cancelled: Callable[[int], bool] | None = None) -> Iterator[_Video]:
         """Videos with their backbone outputs, in input order, as soon as each is complete."""
         paths = list(paths)
         names = list(names) if names is not None else list(paths)
         pending: collections.deque[_Video] = collections.deque()
         batch = _InceptionBatch(self)
-        for i, events in self._events(paths, names):
+        for i, events in self._events(paths, names, cancelled):
             video = _Video(i, paths[i], names[i])
             pending.append(video)
             for event in events:

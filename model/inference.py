@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -185,10 +185,12 @@ class Classifier:
         return bool(self.representation.random_weights)
 
     def classify(self, paths: Sequence[str], names: Sequence[str] | None = None,
-                 options: ClassifyOptions | None = None
+                 options: ClassifyOptions | None = None,
+                 cancelled: Callable[[int], bool] | None = None
                  ) -> Iterator[tuple[str, ClipResult | RejectedInput]]:
         """(name, result or rejection) for each path, in input order; `names` default to the
-        paths. Clips are extracted one after another and scored `batch_size` at a time."""
+        paths. Clips are extracted one after another and scored `batch_size` at a time.
+        `cancelled(i)` true: clip i stops at its next chunk (rejected as cancelled)."""
         opt = options or self.options
         names = list(paths) if names is None else list(names)
         pending: list[tuple[str, VideoRecord | RejectedInput]] = []  # in input order
@@ -202,7 +204,8 @@ class Classifier:
                 yield name, (got if isinstance(got, RejectedInput) else next(results))
             pending.clear()
 
-        for name, (_, got) in zip(names, self.extractor.extract_paths(list(paths), names)):
+        for name, (_, got) in zip(names, self.extractor.extract_paths(list(paths), names,
+                                                                     cancelled)):
             if isinstance(got, VideoRecord) and got.n_frames == 0:
                 got = RejectedInput(name, "no frames were decoded (zero duration)")
             pending.append((name, got))

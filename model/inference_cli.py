@@ -38,8 +38,15 @@ def _add_extraction(p: argparse.ArgumentParser) -> None:
                    help=f"PCA parameters, the same as the training data's (default {DEFAULT_PCA_DIR})")
 
 
+SERVE_FLAGS = ["host", "port", "token", "timeout_s", "max_queue", "body_timeout_s",
+               "idle_timeout_s", "max_connections", "max_pixels", "max_duration_s",
+               "max_channels", "max_batch"]
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from yt8m.cli_util import add_device, add_quiet
+    from yt8m.cli_util import add_device, add_fields, add_quiet
+
+    from .serve_guard import ServeSettings
 
     p = commands.add_parser(
         "classify", help="raw clips -> ranked labels with names and scores",
@@ -89,15 +96,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "segments); GET /health; GET /labels. Example: curl -F video=@clip.mp4 "
                     "http://127.0.0.1:8000/classify")
     _add_model(p)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    add_fields(p, ServeSettings, SERVE_FLAGS)
     p.add_argument("--max-upload-mb", type=float, default=512, metavar="MB",
                    help="largest accepted request body (default 512); larger ones get 413")
-    p.add_argument("--timeout-s", type=float, default=300, metavar="S",
-                   help="per-request limit on waiting for the answer (default 300); then 504")
-    p.add_argument("--max-batch", type=int, default=8, metavar="N",
-                   help="requests gathered into one extraction + model call (default 8)")
     p.add_argument("--batch-wait-ms", type=float, default=10, metavar="MS",
                    help="how long the first request of a batch waits for others (default 10)")
     p.add_argument("--top-k", type=int, default=20, metavar="K", help="labels per clip (default 20)")
@@ -221,14 +222,19 @@ def run_predict(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- serve
 
 def run_serve(args: argparse.Namespace) -> int:
-    from .serve import ServeSettings, serve
+    import dataclasses
 
+    from yt8m.cli_util import fields_from_args
+
+    from .serve import serve
+    from .serve_guard import ServeSettings, resolve_token
+
+    settings = dataclasses.replace(
+        fields_from_args(ServeSettings, args, SERVE_FLAGS),
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        batch_wait_s=args.batch_wait_ms / 1000.0, top_k=args.top_k, temp_dir=args.temp_dir,
+        quiet=args.quiet)
+    resolve_token(settings)  # a public address without a token: refused before loading
     classifier = load_classifier(args, args.top_k)
-    settings = ServeSettings(host=args.host, port=args.port,
-                             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                             timeout_s=args.timeout_s, max_batch=args.max_batch,
-                             batch_wait_s=args.batch_wait_ms / 1000.0, top_k=args.top_k,
-                             temp_dir=args.temp_dir,
-                             quiet=args.quiet)
     serve(classifier, settings)
     return 0

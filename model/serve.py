@@ -33,6 +33,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -46,29 +47,10 @@ from starlette.requests import ClientDisconnect
 from yt8m.errors import RejectedInput
 
 from .inference import Classifier, ClipResult
+from .serve_guard import (HTTPProblem, ServeSettings, authorized, probe_limits, resolve_token,
+                          upload_folder)
 
 FIELD = "video"
-
-@dataclass
-class ServeSettings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_bytes: int = 512 << 20
-    timeout_s: float = 300.0
-    max_batch: int = 8
-    batch_wait_s: float = 0.01
-    top_k: int = 20
-    temp_dir: str | None = None  # None: a fresh folder under the system's temp dir
-    quiet: bool = False
-
-
-class HTTPProblem(Exception):
-    """An expected failure of one request: status code and a message saying what to do."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
 
 # --------------------------------------------------------------------------- batching
 
@@ -79,6 +61,7 @@ class _Job:
     future: asyncio.Future
     top_k: int = 20
     segments: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)  # set when it timed out
 
 
 @dataclass
@@ -88,13 +71,14 @@ class Batcher:
     classifier: Classifier
     max_batch: int = 8
     batch_wait_s: float = 0.01
+    max_queue: int = 32
     batches: int = 0  # how many batches ran (for /health and tests)
     _queue: asyncio.Queue | None = field(default=None, repr=False)
     _task: asyncio.Task | None = field(default=None, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
         # One thread: the backbones and the model are used by one batch at a time.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="classify")
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -111,11 +95,20 @@ class Batcher:
         if self._pool:
             self._pool.shutdown(wait=True)
 
-    async def submit(self, path: str, name: str, top_k: int, segments: bool) -> asyncio.Future:
-        """Queue an upload; from now on the batcher removes its file."""
+    def full(self) -> bool:
+        return self._queue is not None and self._queue.full()
+
+    def submit(self, path: str, name: str, top_k: int, segments: bool) -> _Job:
+        """Queue an upload (HTTPProblem 503 when the queue is full); from now on the
+        batcher removes its file."""
         job = _Job(path, name, asyncio.get_running_loop().create_future(), top_k, segments)
-        await self._queue.put(job)
-        return job.future
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            _discard(job)
+            raise HTTPProblem(503, "the server is busy: too many clips are waiting; try again "
+                                   "shortly", {"Retry-After": "5"}) from None
+        return job
 
     async def _next_batch(self) -> list[_Job]:
         jobs = [await self._queue.get()]
@@ -137,9 +130,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = await self._next_batch()
-            live = [job for job in jobs if not job.future.done()]
+            live = [job for job in jobs if not job.future.done() and not job.cancel.is_set()]
             for job in jobs:  # requests that timed out meanwhile: skip their work
-                if job.future.done():
+                if job not in live:
                     _discard(job)
             if not live:
                 continue
@@ -163,7 +156,8 @@ class Batcher:
         options = dataclasses.replace(self.classifier.options, top_k=max(j.top_k for j in jobs),
                                       segments=any(j.segments for j in jobs))
         try:
-            outputs = list(self.classifier.classify(paths, [j.name for j in jobs], options))
+            outputs = list(self.classifier.classify(paths, [j.name for j in jobs], options,
+                                                    lambda i: jobs[i].cancel.is_set()))
             return {job.path: _trim(got, job) for job, (_, got) in zip(jobs, outputs)}
         finally:
             for job in jobs:
@@ -191,7 +185,8 @@ def _discard(job: _Job) -> None:
 _SAFE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}$")
 
 
-async def receive_upload(request: Request, upload_dir: str, max_bytes: int) -> tuple[str, str]:
+async def receive_upload(request: Request, upload_dir: str, max_bytes: int,
+                         body_timeout_s: float = 30.0) -> tuple[str, str]:
     """Stream the multipart field `video` into a new file of upload_dir -> (path, filename).
 
     HTTPProblem for anything else than one non-empty `video` file under max_bytes;
@@ -214,7 +209,7 @@ async def receive_upload(request: Request, upload_dir: str, max_bytes: int) -> t
     parser = MultipartParser(params[b"boundary"], upload.callbacks())
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _timed(request.stream(), body_timeout_s):
             received += len(chunk)
             if received > max_bytes:
                 raise HTTPProblem(413, _too_large(max_bytes))
@@ -299,6 +294,19 @@ class _Upload:
         self._writing = False
 
 
+async def _timed(chunks, timeout_s: float):
+    """The body's chunks, each awaited at most `timeout_s` (a slow client gets 408)."""
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            yield await asyncio.wait_for(iterator.__anext__(), timeout_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise HTTPProblem(408, f"no part of the request body arrived for {timeout_s:g} s; "
+                                   "send it at once") from None
+
+
 def _too_large(max_bytes: int) -> str:
     return (f"request body larger than this server's limit of {max_bytes / (1 << 20):g} MB; "
             "send a shorter clip or start the server with a larger --max-upload-mb")
@@ -309,10 +317,9 @@ def _too_large(max_bytes: int) -> str:
 def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     """The FastAPI app around a loaded Classifier (model + extractor)."""
     settings = settings or ServeSettings()
-    batcher = Batcher(classifier, settings.max_batch, settings.batch_wait_s)
-    own_dir = settings.temp_dir is None
-    upload_dir = tempfile.mkdtemp(prefix="yt8m-serve-") if own_dir else settings.temp_dir
-    os.makedirs(upload_dir, exist_ok=True)
+    token = resolve_token(settings)
+    batcher = Batcher(classifier, settings.max_batch, settings.batch_wait_s, settings.max_queue)
+    upload_dir, own_dir = upload_folder(settings.temp_dir)
     loaded = classifier.loaded
 
     @asynccontextmanager
@@ -329,8 +336,17 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
                   description="POST a video to /classify (multipart field `video`).")
     app.state.upload_dir, app.state.batcher = upload_dir, batcher
 
-    def problem(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status)
+    def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        # The page itself is open (it holds nothing); everything else needs the token.
+        if token is None or request.url.path == "/" or authorized(
+                request.headers.get("authorization"), token):
+            return await call_next(request)
+        return problem(401, "this server needs a token: send `Authorization: Bearer TOKEN`",
+                       {"WWW-Authenticate": "Bearer"})
 
     page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
 
@@ -363,17 +379,28 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
         if segments and loaded.video_level:
             return problem(422, f"segments need a frame-level model; this one is the "
                                 f"video-level {loaded.config.name!r}")
+        if batcher.full():  # before reading the body: refuse early, cheaply
+            return problem(503, "the server is busy: too many clips are waiting; try again "
+                                "shortly", {"Retry-After": "5"})
         try:
-            path, name = await receive_upload(request, upload_dir, settings.max_upload_bytes)
+            path, name = await receive_upload(request, upload_dir, settings.max_upload_bytes,
+                                              settings.body_timeout_s)
         except HTTPProblem as e:
-            return problem(e.status, e.message)
+            return problem(e.status, e.message, e.headers)
         except ClientDisconnect:  # the client went away mid-upload; its file is already gone
             return problem(400, "client disconnected during the upload")
-        future = await batcher.submit(path, name, top_k, segments)
         try:
-            got = await asyncio.wait_for(asyncio.shield(future), settings.timeout_s)
+            await asyncio.to_thread(probe_limits, path, name, settings)
+            job = batcher.submit(path, name, top_k, segments)
+        except HTTPProblem as e:
+            if os.path.exists(path):
+                os.remove(path)
+            return problem(e.status, e.message, e.headers)
+        try:
+            got = await asyncio.wait_for(asyncio.shield(job.future), settings.timeout_s)
         except asyncio.TimeoutError:
-            future.cancel()  # the batcher skips it if it has not started yet
+            job.cancel.set()  # its decoding stops at the next chunk, so the next clips go on
+            job.future.cancel()
             return problem(504, f"no answer within {settings.timeout_s:g} s; try a shorter clip "
                                 "or start the server with a larger --timeout-s")
         except Exception as e:  # noqa: BLE001 - unexpected: say what, keep serving
@@ -390,8 +417,12 @@ def serve(classifier: Classifier, settings: ServeSettings) -> None:
     import uvicorn
 
     app = create_app(classifier, settings)
+    guarded = "; requests need the token (Authorization: Bearer ...)" \
+        if resolve_token(settings) else ""
     print(f"serving {classifier.loaded.path} on http://{settings.host}:{settings.port} "
-          f"(POST /classify, GET /health, GET /labels; uploads in {app.state.upload_dir})",
-          file=sys.stderr, flush=True)
+          f"(GET / in a browser, POST /classify, GET /health, GET /labels; uploads in "
+          f"{app.state.upload_dir}){guarded}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port,
-                log_level="warning" if settings.quiet else "info")
+                log_level="warning" if settings.quiet else "info",
+                limit_concurrency=settings.max_connections,
+                timeout_keep_alive=settings.idle_timeout_s)

@@ -268,3 +268,114 @@ def test_page_in_headless_chromium_shows_labels_and_a_timeline(server, tmp_path)
         driver.save_screenshot(os.environ.get("PAGE_SCREENSHOT", str(tmp_path / "page.png")))
     finally:
         driver.quit()
+
+
+# ---------------------------------------------------------------- a server that survives its clients
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """A server with a token, a one-place queue, 8 s per request, 2 s to send a body, at
+    most 50,000 pixels a frame, and 120 frames per clip (a long clip takes tens of seconds)."""
+    tiny = tiny_model(tmp_path_factory)
+    work = tmp_path_factory.mktemp("guarded")
+    uploads = work / "uploads"
+    uploads.mkdir()
+    (uploads / "upload-left-by-a-crash.mp4").write_bytes(b"old")
+    long_clip = str(work / "long.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i",
+                    tiny.clip("bigbuckbunny.mp4"), "-t", "150", "-vf", "scale=160:-2", "-an",
+                    "-c:v", "libx264", "-preset", "ultrafast", long_clip], check=True)
+    port = free_port()
+    log = open(work / "serve.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "pipeline.py"), "serve", "--model", tiny.run_dir,
+         "--pca-dir", tiny.pca_dir, "--max-frames", "120", "--workers", "1", "--port", str(port),
+         "--temp-dir", str(uploads), "--token", TOKEN, "--timeout-s", "8", "--max-queue", "1",
+         "--max-batch", "1", "--body-timeout-s", "2", "--max-pixels", "50000"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, open(log.name).read()
+        try:
+            if httpx.get(f"{base}/", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not come up"
+        time.sleep(0.5)
+    yield base, tiny, uploads, long_clip
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _post(base: str, path: str, headers=AUTH, timeout: float = 60) -> httpx.Response:
+    with open(path, "rb") as f:
+        return httpx.post(f"{base}/classify", files={"video": (os.path.basename(path), f)},
+                          headers=headers, timeout=timeout)
+
+
+def test_token_is_required_except_for_the_page(guarded):
+    base, tiny, uploads, _ = guarded
+    assert not (uploads / "upload-left-by-a-crash.mp4").exists()  # swept at start
+    assert httpx.get(f"{base}/").status_code == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        answer = httpx.get(f"{base}/health", headers=headers)
+        assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
+        assert _post(base, tiny.clip("carphone_distorted.mp4"), headers).status_code == 401
+    health = httpx.get(f"{base}/health", headers=AUTH).json()
+    assert health["status"] == "ok" and "/" not in health["model"]  # no paths
+    assert _post(base, tiny.clip("carphone_distorted.mp4")).status_code == 200
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(guarded):
+    base, tiny, uploads, _ = guarded
+    answer = _post(base, tiny.clip("bikes.mp4"))  # 640x272 = 174,080 pixels
+    assert answer.status_code == 413 and "--max-pixels" in answer.json()["detail"]
+    assert os.listdir(uploads) == []
+
+
+def test_a_timed_out_request_is_cancelled_so_the_next_one_is_answered(guarded):
+    base, tiny, _, long_clip = guarded
+    start = time.monotonic()
+    assert _post(base, long_clip).status_code == 504
+    assert time.monotonic() - start < 20
+    # Its work stops at the next chunk: a short clip right after is answered in time.
+    answer = _post(base, tiny.clip("carphone_distorted.mp4"))
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_slow_upload_is_cut_off_while_others_are_served(guarded):
+    import socket
+    from urllib.parse import urlparse
+
+    base, tiny, _, _ = guarded
+    port = urlparse(base).port
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        slow.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                     + b"\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                       b"Content-Length: 1000000\r\n\r\n--b\r\n")
+        assert httpx.get(f"{base}/health", headers=AUTH).status_code == 200  # meanwhile
+        slow.settimeout(15)
+        reply = slow.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+
+
+def test_a_full_queue_answers_503_with_retry_after(guarded):
+    base, tiny, _, long_clip = guarded
+    with ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(_post, base, long_clip)  # runs (and times out after 8 s)
+        time.sleep(1.5)
+        waiting = pool.submit(_post, base, tiny.clip("carphone_distorted.mp4"))  # queued
+        time.sleep(0.5)
+        refused = _post(base, tiny.clip("carphone_distorted.mp4"))
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+        assert busy.result().status_code == 504
+        assert waiting.result().status_code in (200, 504)
