@@ -124,6 +124,13 @@ class AvVideo:
         if buffer:
             yield np.stack(buffer)
 
+    def _check_size(self, frame) -> None:
+        """Every frame as large as the first: memory was planned (and a server's pixel limit
+        checked) on that size, so a stream that grows mid-way is refused."""
+        if (frame.width, frame.height) != _stored_size(self.info, self.rotation):
+            raise RejectedInput(self.name, f"the frame size changes mid-stream (to {frame.width}x"
+                                           f"{frame.height}); such streams are not supported")
+
     def _kept_frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(output position, upright RGB frame) for every kept frame, decoding forward once."""
         av = _av()
@@ -141,6 +148,7 @@ class AvVideo:
                     if self.by_pts and packet.pts is not None:
                         context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
                     for frame in packet.decode():
+                        self._check_size(frame)
                         key = frame.pts if self.by_pts else counter
                         counter += 1
                         for position in self.wanted.get(key, ()):
@@ -173,6 +181,10 @@ def _check_truncation(name: str, declared: float | None, decodable: float,
     if not accept:
         raise RejectedInput(name, what + "; --accept-truncated keeps what decodes")
     print(f"warning: {name}: {what}; kept (--accept-truncated)", file=sys.stderr)
+
+
+def _stored_size(info: VideoInfo, rotation: int) -> tuple[int, int]:
+    return (info.height, info.width) if rotation in (90, 270) else (info.width, info.height)
 
 
 def _packet_times(container, stream, name: str):

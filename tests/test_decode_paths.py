@@ -236,3 +236,18 @@ def test_a_file_name_that_is_not_utf8_is_rejected_as_such(tmp_path, clips):
     assert len(rejected) == 1 and "not valid UTF-8" in rejected[0]["reason"]
     assert "caf" in rejected[0]["input"]
     assert ShardSet(str(out)).ids == ["good.mp4"]
+
+
+def test_a_stream_whose_frames_grow_mid_way_is_refused(tmp_path):
+    """Memory is planned on the first frame's size (and a server checks it against its
+    limit): a stream that switches to larger frames later is refused, not decoded."""
+    small, large = str(tmp_path / "small.ts"), str(tmp_path / "large.ts")
+    for path, size in ((small, "64x64"), (large, "640x480")):
+        ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate=10", "-t", "3", "-c:v", "libx264",
+               "-bsf:v", "h264_mp4toannexb", path)
+    joined = str(tmp_path / "grows.ts")
+    ffmpeg("-i", f"concat:{small}|{large}", "-c", "copy", joined)
+    with pytest.raises(RejectedInput) as e:
+        video = decode.open_video(joined)
+        list(video.chunks())
+    assert "frame size changes" in e.value.reason
