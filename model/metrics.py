@@ -2,11 +2,12 @@
 average_precision_calculator.py, mean_average_precision_calculator.py).
 
 `predictions` are [videos, classes] scores, `labels` the same shape in {0, 1}.
-Two rules the starter code leaves to chance are fixed here so results are
+Two things the starter code leaves to chance are fixed here so results are
 reproducible: a video's top k keeps, among equal scores, the lower class ids;
-and average precision scores tied entries as one threshold (the precision of
-the whole tied group, as scikit-learn's average_precision_score does) instead
-of the starter code's seeded shuffle.
+and average precision scores entries with equal scores by its expectation over
+every order of the tied entries, which the starter code's seeded shuffle only
+estimates (scikit-learn's rule, a tied group ranked as one threshold, is
+systematically pessimistic).
 """
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ SEGMENT_TOP_N = 100_000  # the 2019 challenge's mAP@100,000
 def average_precision(scores: np.ndarray, labels: np.ndarray, num_positives: int | None = None) -> float:
     """Non-interpolated AP of a ranked list, recall measured against `num_positives`.
 
-    AP = sum over distinct score thresholds t (descending) of
-    precision(>= t) * (positives at t) / num_positives. With num_positives = the
-    positives in the list this is scikit-learn's average_precision_score; the
-    starter code passes every ground-truth positive, so positives that never
-    made the list count as misses. 0 when there are no positives.
+    AP = sum over the positives of the precision at their rank / num_positives.
+    Entries with equal scores have no order: each tied group contributes its
+    expected value over all orders of its entries (see `_tied_group_precision`).
+    With num_positives = the positives in the list and no ties this is scikit-learn's
+    average_precision_score; the starter code passes every ground-truth positive,
+    so positives that never made the list count as misses. 0 without positives.
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = (np.asarray(labels).ravel() > 0).astype(np.float64)
@@ -32,11 +34,29 @@ def average_precision(scores: np.ndarray, labels: np.ndarray, num_positives: int
         return 0.0
     order = np.argsort(-scores, kind="stable")
     scores, labels = scores[order], labels[order]
-    last_of_group = np.r_[scores[1:] != scores[:-1], True]  # end of each tie group
-    hits = np.cumsum(labels)[last_of_group]
-    seen = np.flatnonzero(last_of_group) + 1.0
-    new_hits = np.diff(np.r_[0.0, hits])
-    return float(np.sum(new_hits * hits / seen) / total)
+    return float(_tied_group_precision(scores, labels).sum() / total)
+
+
+def _tied_group_precision(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per rank p of a list sorted by score: the expected precision-at-p times P(positive
+    at p), over the uniformly random orders of p's tied group.
+
+    A group of m entries with h positives, after b entries holding c positives: its
+    j-th place holds a positive with probability h/m, and given that, the j - 1 places
+    before it hold (j - 1)(h - 1)/(m - 1) positives on average (hypergeometric), so it
+    contributes (h/m) (c + 1 + (j - 1)(h - 1)/(m - 1)) / (b + j). Without ties (m = 1)
+    this is the plain precision at each positive.
+    """
+    n = len(scores)
+    starts = np.flatnonzero(np.r_[True, scores[1:] != scores[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    group = np.repeat(np.arange(len(starts)), sizes)
+    hits_in = np.add.reduceat(labels, starts)  # h per group
+    hits_before = np.r_[0.0, np.cumsum(hits_in)[:-1]]  # c per group
+    m, h = sizes[group].astype(np.float64), hits_in[group]
+    j = np.arange(n) - starts[group] + 1.0
+    others = np.where(m > 1, (j - 1) * (h - 1) / np.maximum(m - 1, 1), 0.0)
+    return (h / m) * (hits_before[group] + 1 + others) / (starts[group] + j)
 
 
 def top_k_mask(predictions: np.ndarray, k: int = TOP_K) -> np.ndarray:
