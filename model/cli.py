@@ -13,7 +13,7 @@ MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "
                "temperature", "distill_weight", "reverse_whitening"]
 TRAIN_FLAGS = ["pca_dir", "epochs", "steps", "batch_size", "lr", "lr_decay", "decay_examples",
                "clip_norm", "max_frames", "out", "checkpoint_every", "log_every", "workers", "seed",
-               "precision"]
+               "precision", "shuffle_buffer"]
 MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
               "published YouTube-8M model that `download` converts)")
 
@@ -149,12 +149,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from yt8m.report import Report
 
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
-    damaged: list[str] = []
+    damaged: list[tuple[str, str]] = []
     result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k, args.quiet,
                       damaged)
     report = Report("evaluate")
-    for name in damaged:
-        report.reject(name, "damaged: its frames do not match their checksum; left out")
+    for where, why in damaged:
+        report.reject(where, f"damaged, left out: {why}")
     if args.json:
         print(json.dumps(result))
     else:

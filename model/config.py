@@ -104,6 +104,7 @@ class TrainConfig:
     precision: str = _f("auto", "auto: bf16 autocast on CUDA, fp32 on CPU",
                         choices=["auto", "fp32", "bf16", "fp16"])
     workers: int = _f(2, "data loader processes")
+    shuffle_buffer: int = _f(1024, "TFRecords: records held for shuffling, per loader process")
     seed: int = _f(0, "random seed")
     checkpoint_every: int = _f(1000, "steps between checkpoints (also at the end)")
     log_every: int = _f(20, "steps between lines of metrics.csv / TensorBoard")

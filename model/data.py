@@ -27,7 +27,7 @@ class Batch:
     mask: torch.Tensor | None
     labels: torch.Tensor  # float multi-hot [B, C]
     index: torch.Tensor  # positions in the ShardSet
-    damaged: tuple[str, ...] = ()  # "shard: video" of damaged videos left out of the batch
+    damaged: tuple[tuple[str, str], ...] = ()  # (where, why) of inputs left out of the batch
 
     def __len__(self) -> int:
         return self.rgb.shape[0]
@@ -91,10 +91,11 @@ def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
     return torch.from_numpy(out_rgb), torch.from_numpy(out_audio), torch.from_numpy(mask)
 
 
-def collate(items: list[VideoItem | DamagedVideo]) -> Batch:
+def collate(items: list) -> Batch:
     """Pad frame-level videos to the longest in the batch; stack video-level ones.
-    Damaged videos are left out and named in `Batch.damaged`."""
-    damaged = tuple(f"{e.path}: {e.video_id}" for e in items if isinstance(e, DamagedVideo))
+    Damaged inputs (DamagedVideo, records.RecordProblem) are left out and named in
+    `Batch.damaged`."""
+    damaged = tuple(_damage(it) for it in items if not isinstance(it, VideoItem))
     items = [it for it in items if isinstance(it, VideoItem)]
     if not items:
         empty = torch.zeros(0)
@@ -107,6 +108,12 @@ def collate(items: list[VideoItem | DamagedVideo]) -> Batch:
                      None, labels, index, damaged)
     rgb, audio, mask = pad_frames([it.rgb for it in items], [it.audio for it in items])
     return Batch(rgb, audio, mask, labels, index, damaged)
+
+
+def _damage(item) -> tuple[str, str]:
+    if isinstance(item, DamagedVideo):
+        return f"{item.path}: {item.video_id}", "its frames do not match their CRC32C checksum"
+    return item.where, item.reason  # a records.RecordProblem
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:

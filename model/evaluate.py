@@ -16,6 +16,7 @@ from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
 
 from .checkpoint import LoadedModel
 from .data import ShardDataset, collate, ordered_batches, pad_frames, to_device
+from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .metrics import TOP_K, MetricsAccumulator, segment_map
 
 SEGMENT_FRAMES = 5  # the 2019 challenge rates 5-second segments
@@ -32,7 +33,24 @@ def check_compatible(loaded: LoadedModel, shards: ShardSet) -> None:
                          + ". Use shards made the same way, or train a model on these.")
 
 
-def iterate_batches(shards: ShardSet, batch_size: int, max_frames: int, workers: int = 0):
+def open_eval_data(path: str) -> "ShardSet | RecordSource":
+    """Shards, or official TFRecords read directly (a folder of *.tfrecord or a glob)."""
+    return open_records(path) if is_records(path) else ShardSet(path)
+
+
+def iterate_batches(shards: "ShardSet | RecordSource", batch_size: int, max_frames: int,
+                    workers: int = 0):
+    """Batches of every video, in order (records: damaged ones passed on to collate)."""
+    if isinstance(shards, RecordSource):
+        pending = []
+        for got in read_in_order(shards, max_frames):
+            pending.append(got if isinstance(got, RecordProblem) else got[1])
+            if len(pending) == batch_size:
+                yield collate(pending)
+                pending = []
+        if pending:
+            yield collate(pending)
+        return
     loader = torch.utils.data.DataLoader(
         ShardDataset(shards, max_frames), batch_sampler=list(ordered_batches(len(shards), batch_size)),
         collate_fn=collate, num_workers=workers)
@@ -79,7 +97,9 @@ def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
     """(class, score, rating) for every rated segment: the model run on the segment's 5 frames."""
     from yt8m.cli_util import progress
     classes, scores, ratings = [], [], []
-    for video in progress(shards, total=len(shards), desc="segments", quiet=quiet, unit="video"):
+    videos = shards if not isinstance(shards, RecordSource) else \
+        (got[0] for got in read_in_order(shards, loaded.max_frames) if not isinstance(got, RecordProblem))
+    for video in progress(videos, total=len(shards), desc="segments", quiet=quiet, unit="video"):
         if len(video.segment_start_times) == 0:
             continue
         starts = np.asarray(video.segment_start_times, dtype=np.int64)
@@ -100,7 +120,7 @@ def evaluate(loaded: LoadedModel, data_dir: str, batch_size: int = 64, workers: 
              top_k: int = TOP_K, quiet: bool = True, damaged: list | None = None) -> dict[str, float]:
     """The metrics of a loaded model on a shard folder (refused if made differently).
     Damaged videos are left out of the metrics and named in `damaged`."""
-    shards = ShardSet(data_dir)
+    shards = open_eval_data(data_dir)
     check_compatible(loaded, shards)
     acc = MetricsAccumulator(len(loaded.vocabulary), top_k)
     predict_shards(loaded.model, shards, loaded.device, batch_size, loaded.max_frames, workers,

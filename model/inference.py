@@ -28,6 +28,7 @@ from yt8m.vocabulary import Vocabulary
 from .checkpoint import LoadedModel
 from .data import pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
+from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .config import KAGGLE_TOP_K
 
 KAGGLE_HEADER = ("VideoId", "LabelConfidencePairs")
@@ -223,8 +224,25 @@ class PredictSummary:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (shard, reason)
 
 
-def _batched(items: Iterable[VideoRecord], n: int) -> Iterator[list[VideoRecord]]:
-    batch: list[VideoRecord] = []
+def _videos(source, summary: PredictSummary, max_frames: int
+            ) -> Iterator[tuple[str, VideoRecord]]:
+    """(where it is, video) for every readable video of shards or TFRecords, in order;
+    damaged ones go into the summary."""
+    if isinstance(source, RecordSource):
+        for got in read_in_order(source, max_frames):
+            if isinstance(got, RecordProblem):
+                summary.rejected.append((got.where, got.reason))
+            else:
+                yield source.data_dir, got[0]
+        return
+    for shard in source.shards:
+        for video in shard.iter_videos():
+            yield shard.path, video
+        summary.rejected += [(f"{e.path}: {e.video_id}", e.reason) for e in shard.damaged]
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    batch: list = []
     for item in items:
         batch.append(item)
         if len(batch) == n:
@@ -246,35 +264,34 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
     """
     from yt8m.cli_util import progress
 
-    shards = ShardSet(data_dir, strict=False)
-    check_compatible(loaded, shards)
-    summary = PredictSummary(rejected=[(e.path, e.reason) for e in shards.errors])
+    source = open_records(data_dir) if is_records(data_dir) else ShardSet(data_dir, strict=False)
+    check_compatible(loaded, source)
+    summary = PredictSummary(rejected=[(e.path, e.reason) for e in getattr(source, "errors", [])])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.partial"
     seen: set[str] = set()
     try:
         with open(tmp, "w", newline="", encoding="utf-8") as f, \
-                progress(total=len(shards), desc="predict", quiet=quiet, unit="video") as bar:
+                progress(total=len(source), desc="predict", quiet=quiet, unit="video") as bar:
             writer = csv.writer(f)
             writer.writerow(KAGGLE_HEADER)
-            for shard in shards.shards:
-                for batch in _batched(shard.iter_videos(), batch_size):
-                    probs = predict_records(loaded, batch)
-                    for video, p in zip(batch, probs):
-                        if video.id in seen:  # the same video in two shards: its first copy wins
-                            summary.rejected.append((f"{shard.path}: {video.id}",
-                                                     "duplicate video id; predicted once"))
-                            continue
-                        seen.add(video.id)
-                        writer.writerow((video.id, kaggle_pairs(p, top_k)))
-                    summary.videos = len(seen)
-                    bar.update(len(batch))
-                summary.rejected += [(f"{e.path}: {e.video_id}", e.reason) for e in shard.damaged]
+            for batch in _batched(_videos(source, summary, loaded.max_frames), batch_size):
+                probs = predict_records(loaded, [v for _, v in batch])
+                for (where, video), p in zip(batch, probs):
+                    if video.id in seen:  # the same video twice: its first copy wins
+                        summary.rejected.append((f"{where}: {video.id}",
+                                                 "duplicate video id; predicted once"))
+                        continue
+                    seen.add(video.id)
+                    writer.writerow((video.id, kaggle_pairs(p, top_k)))
+                summary.videos = len(seen)
+                bar.update(len(batch))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out_path)
     finally:
-        shards.close()
+        if isinstance(source, ShardSet):
+            source.close()
         if os.path.exists(tmp):
             os.remove(tmp)
     return summary

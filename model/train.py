@@ -32,6 +32,7 @@ from yt8m.store import VIDEO, ShardSet
 from . import checkpoint as ckpt
 from .config import ModelConfig, TrainConfig, build_model
 from .data import Batch, EpochBatchSampler, ShardDataset, collate, to_device
+from .records import RecordSource, StreamingRecords, is_records, open_records
 
 METRIC_COLUMNS = ["step", "split", "examples", "loss", "lr", "videos_per_s", "data_wait",
                   "gap", "map", "hit_at_1", "perr"]
@@ -81,7 +82,10 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7919 + step) % (2 ** 63)
 
 
-def open_training_data(path: str, what: str) -> ShardSet:
+def open_training_data(path: str, what: str) -> "ShardSet | RecordSource":
+    """Shards, or official TFRecords read directly (a folder of *.tfrecord or a glob)."""
+    if is_records(path):
+        return open_records(path)
     shards = ShardSet(path)  # UsageError when the folder is missing or holds no shards
     if len(shards) == 0:
         raise UsageError(f"{path}: the shards hold no videos. Run `python pipeline.py extract` "
@@ -154,7 +158,7 @@ class Run:
     per_epoch: int
     total_steps: int
     last_saved: int | None
-    damaged: set[str] = field(default_factory=set)  # damaged videos skipped (shard: id)
+    damaged: set[tuple[str, str]] = field(default_factory=set)  # (where, why) of skipped inputs
     pointed_latest: bool = False  # runs/latest points here from this process's first checkpoint
 
 
@@ -267,8 +271,11 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
 
 
 def batches_from(run: Run, epoch: int, start: int) -> Iterator[Batch]:
-    """The batches of `epoch` from its `start`-th on (a resumed run starts mid-epoch)."""
+    """The batches of `epoch` from its `start`-th on (a resumed run starts mid-epoch).
+    From TFRecords: one endless stream over epochs, resumed at the run's step."""
     tc = run.tc
+    if isinstance(run.shards, RecordSource):
+        return stream_batches(run)
     sampler = EpochBatchSampler(len(run.shards), tc.batch_size, tc.seed, epoch, run.ddp.rank,
                                 run.ddp.world_size, start)
     return iter(torch.utils.data.DataLoader(
@@ -276,6 +283,18 @@ def batches_from(run: Run, epoch: int, start: int) -> Iterator[Batch]:
         num_workers=tc.workers, pin_memory=run.device.type == "cuda",
         prefetch_factor=4 if tc.workers else None,
         generator=torch.Generator().manual_seed(step_seed(tc.seed, 0, epoch))))
+
+
+def stream_batches(run: Run) -> Iterator[Batch]:
+    """TFRecords: each rank's stream, from the step the run is at (see model/records.py)."""
+    tc, local = run.tc, run.tc.batch_size // run.ddp.world_size
+    dataset = StreamingRecords(run.shards, tc.max_frames, tc.seed, run.ddp.rank,
+                               run.ddp.world_size, buffer=tc.shuffle_buffer)
+    # Worker k gives the DataLoader's batches k, k + K, ...: skip the ones already trained on.
+    dataset.skip_batches, dataset.batch_size = run.step, local
+    return iter(torch.utils.data.DataLoader(
+        dataset, batch_size=local, collate_fn=collate, num_workers=tc.workers,
+        pin_memory=run.device.type == "cuda", prefetch_factor=4 if tc.workers else None))
 
 
 def train_step(run: Run, batch: Batch) -> torch.Tensor:
@@ -395,11 +414,11 @@ def report_damage(run: Run) -> None:
     if not run.damaged or not run.ddp.main:
         return
     report = Report("train")
-    for name in sorted(run.damaged):
-        report.reject(name, "damaged: its frames do not match their checksum; skipped")
+    for where, why in sorted(run.damaged):
+        report.reject(where, f"damaged, skipped: {why}")
     report.write(run.run_dir)
-    print(f"train: the training data had {len(run.damaged)} damaged video(s); they were "
-          "skipped. Re-extract or re-import them.", file=sys.stderr)
+    print(f"train: the training data had {len(run.damaged)} damaged input(s); they were "
+          f"skipped (listed in {run.run_dir}/report-train.json).", file=sys.stderr)
 
 
 def _validate(model, val: ShardSet, tc: TrainConfig, device, autocast, log: "MetricsLog",
