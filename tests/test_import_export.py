@@ -241,3 +241,40 @@ def test_mixed_frame_and_video_level_files_are_kept_apart(tmp_path):
 def test_independent_crc_of_framing_helper():
     # the helpers themselves: a known TFRecord framing of b"" (length 0)
     assert tf_frame(b"")[8:12] == mask(crc32c_bitwise(bytes(8))).to_bytes(4, "little")
+
+
+def _file_of(path, ids) -> None:
+    rng = np.random.default_rng(len(ids))
+    with open(path, "wb") as f:
+        for vid in ids:
+            f.write(tf_frame(frame_level(vid, [1], rng.integers(0, 256, (2, 1024), dtype=np.uint8),
+                                         rng.integers(0, 256, (2, 128), dtype=np.uint8))))
+
+
+def test_a_file_is_streamed_into_bounded_shards_and_marked_when_whole(tmp_path):
+    from yt8m import importer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _file_of(src / "train0000.tfrecord", [f"v{i}" for i in range(600)])
+    out = tmp_path / "out"
+    assert import_tfrecords(str(src), str(out), quiet=True).exit_code == 0
+    shards = shard_paths(str(out))
+    assert len(shards) == -(-600 // importer.VIDEOS_PER_SHARD)  # 256 videos at most in memory
+    assert sorted(ShardSet(str(out)).ids) == sorted(f"v{i}" for i in range(600))
+    assert os.path.exists(out / ".train0000.imported")
+    # A file without its marker (an interrupted import) is redone from scratch, whole.
+    os.remove(out / ".train0000.imported")
+    os.remove(shards[-1])
+    assert import_tfrecords(str(src), str(out), quiet=True).exit_code == 0
+    assert sorted(ShardSet(str(out)).ids) == sorted(f"v{i}" for i in range(600))
+
+
+def test_ids_in_more_than_one_input_are_reported(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _file_of(src / "train0000.tfrecord", ["a", "b", "c"])
+    _file_of(src / "train0001.tfrecord", ["c", "d"])
+    report = import_tfrecords(str(src), str(tmp_path / "out"), quiet=True)
+    assert report.exit_code == 3
+    assert [(name.split(": ")[-1], "also in" in why) for name, why in report.rejected] == [("c", True)]

@@ -1,17 +1,20 @@
 """Official YouTube-8M TFRecords -> shards (`python pipeline.py import-yt8m`).
 
-One input file becomes one shard named after it (`train0093.tfrecord` ->
-`train0093-00000.h5`), written only once the whole file has been read, so a rerun
-skips exactly the files already imported and never accepts part of a file. Damaged
-records (bad CRC, truncated tail, invalid content) are reported with file and byte
-offset and skipped; the rest of the file and the other files are imported. A
-shard remembers the records rejected from its file, so a rerun reports them again.
-Files are spread over `--workers` processes.
+One input file becomes shards named after it (`train0093.tfrecord` ->
+`train0093-00000.h5`, `-00001.h5`, ...), written as the file is read, at most
+`VIDEOS_PER_SHARD` videos at a time, so memory does not grow with the file. When
+the whole file is in, a marker (`.train0093.imported`, holding the records it
+rejected) says so: a rerun skips exactly the files marked, and redoes any other
+from scratch, so part of a file is never taken for all of it. Damaged records (bad
+CRC, truncated tail, invalid content) are reported with file and byte offset and
+skipped; the rest of the file and the other files are imported. Video ids found in
+more than one input are reported. Files are spread over `--workers` processes.
 """
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -22,14 +25,15 @@ from . import official
 from .errors import UsageError
 from .report import Report
 from .representation import OFFICIAL
-from .store import FRAME, SUFFIX, ShardMeta, ShardReader, ShardWriter, VideoRecord, shard_paths
+from .store import (FRAME, SUFFIX, ShardMeta, ShardReader, ShardWriter, VideoRecord, open_shards,
+                    shard_paths)
 from .tfrecord import TFRecordReader
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef
 
 COMMAND = "import-yt8m"
 SOURCE = "youtube-8m"
-_NO_LIMIT = 1 << 62  # one shard per input file, however large
+VIDEOS_PER_SHARD = 256  # an official file holds ~1,000-1,300 videos
 _PEEK_RECORDS = 16
 
 
@@ -77,8 +81,14 @@ def shard_prefixes(paths: list[str]) -> dict[str, str]:
             for p, s in stems.items()}
 
 
-def first_shard_of(out_dir: str, prefix: str) -> str:
-    return os.path.join(out_dir, f"{prefix}-00000{SUFFIX}")
+def marker_of(out_dir: str, prefix: str) -> str:
+    """The file that says an input was imported whole (and what it rejected)."""
+    return os.path.join(out_dir, f".{prefix}.imported")
+
+
+def _shards_of(out_dir: str, prefix: str) -> list[str]:
+    return [p for p in shard_paths(out_dir)
+            if re.fullmatch(re.escape(prefix) + r"-\d+" + re.escape(SUFFIX), os.path.basename(p))]
 
 
 def peek_kind(path: str) -> str | None:
@@ -98,20 +108,20 @@ def _where(path: str, offset: int) -> str:
 
 
 def import_file(task: ImportTask) -> FileResult:
-    """Read one TFRecord file completely, then write its shard in one go."""
+    """Stream one TFRecord file into shards; mark it imported once it is all in."""
     result = FileResult(task.path)
+    for stale in _shards_of(task.out_dir, task.prefix):  # an earlier, interrupted try
+        os.remove(stale)
+    meta = ShardMeta(task.kind, OFFICIAL, task.vocabulary,
+                     extra={"source_file": os.path.basename(task.path)})
+    writer = ShardWriter(task.out_dir, meta, prefix=task.prefix, videos_per_shard=VIDEOS_PER_SHARD)
     reader = TFRecordReader(task.path)
-    videos: list[VideoRecord] = []
     seen: set[str] = set()
     problems: list[tuple[int, str]] = []
     for offset, data in reader:
         result.bytes += len(data)
         try:
-            kind = official.record_kind(data)
-            if kind != task.kind:
-                raise official.InvalidRecord(f"a {kind}-level record in a file of "
-                                             f"{task.kind}-level records")
-            video = official.parse_record(data, task.kind, task.vocabulary.num_classes)
+            video = _parse(data, task)
             if video.id in seen:
                 raise official.InvalidRecord(f"{video.id}: id already used by an earlier "
                                              "record of this file")
@@ -119,20 +129,43 @@ def import_file(task: ImportTask) -> FileResult:
             problems.append((offset, str(e)))
             continue
         seen.add(video.id)
-        videos.append(video)
+        writer.add(video)
+    writer.flush()  # not a `with`: an interrupt leaves no marker, so the file is redone
     problems += [(e.offset, e.reason) for e in reader.errors]
     result.rejected = [(_where(task.path, off), reason) for off, reason in sorted(problems)]
-    if videos:
-        meta = ShardMeta(task.kind, OFFICIAL, task.vocabulary, extra={
-            "source_file": os.path.basename(task.path),
-            "rejected": [list(r) for r in result.rejected]})
-        writer = ShardWriter(task.out_dir, meta, prefix=task.prefix,
-                             videos_per_shard=_NO_LIMIT, max_bytes=_NO_LIMIT)
-        for v in videos:
-            writer.add(v)
-        result.shard = writer.flush()  # not a `with`: an interrupt must not write a part
-    result.videos = len(videos)
+    result.videos, result.shard = len(seen), (writer.written or [None])[0]
+    _write_marker(marker_of(task.out_dir, task.prefix), result.rejected)
     return result
+
+
+def _parse(data: bytes, task: ImportTask) -> VideoRecord:
+    kind = official.record_kind(data)
+    if kind != task.kind:
+        raise official.InvalidRecord(f"a {kind}-level record in a file of {task.kind}-level records")
+    return official.parse_record(data, task.kind, task.vocabulary.num_classes)
+
+
+def _write_marker(path: str, rejected: list[tuple[str, str]]) -> None:
+    tmp = f"{path}.{os.getpid()}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"rejected": [list(r) for r in rejected]}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def report_duplicates(out_dir: str, report: Report) -> None:
+    """Video ids stored more than once in `out_dir` (across input files): reported."""
+    first: dict[str, str] = {}
+    readers, _ = open_shards(out_dir)
+    for r in readers:
+        for video_id in r.ids:
+            if video_id in first:
+                report.reject(f"{r.path}: {video_id}", f"the id is also in {first[video_id]}; "
+                                                       "both copies are kept")
+            else:
+                first[video_id] = r.path
+        r.close()
 
 
 def _existing_kind_and_vocabulary(out_dir: str) -> tuple[str, VocabularyRef] | None:
@@ -181,16 +214,12 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
     tasks: list[ImportTask] = []
     skipped = 0
     for path in paths:
-        shard = first_shard_of(out_dir, prefixes[path])
-        if os.path.exists(shard):  # imported by an earlier run: report what it rejected
+        marker = marker_of(out_dir, prefixes[path])
+        if os.path.exists(marker):  # imported by an earlier run: report what it rejected
             skipped += 1
-            try:
-                reader = ShardReader(shard)
-                for name, reason in reader.meta.extra.get("rejected", []):
+            with open(marker, encoding="utf-8") as f:
+                for name, reason in json.load(f)["rejected"]:
                     report.reject(name, reason)
-                reader.close()
-            except UsageError as e:
-                report.reject(shard, f"{e} (delete it to import {path} again)")
             continue
         kind = peek_kind(path) or FRAME  # unreadable files fail in import_file with reasons
         target_kind = target_kind or kind
@@ -210,6 +239,7 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
             total_bytes += result.bytes
             bar.update(1)
     report.done = videos
+    report_duplicates(out_dir, report)
     print(f"imported {videos} videos ({total_bytes / 1e6:.1f} MB of records) from "
           f"{len(tasks)} file(s) into {out_dir}"
           + (f"; {skipped} file(s) were already imported" if skipped else ""), file=sys.stderr)
