@@ -13,7 +13,7 @@ MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "
                "temperature", "distill_weight", "reverse_whitening"]
 TRAIN_FLAGS = ["pca_dir", "epochs", "steps", "batch_size", "lr", "lr_decay", "decay_examples",
                "clip_norm", "max_frames", "out", "checkpoint_every", "log_every", "workers", "seed",
-               "precision", "shuffle_buffer"]
+               "precision", "shuffle_buffer", "compile"]
 MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
               "published YouTube-8M model that `download` converts)")
 

@@ -103,7 +103,10 @@ class TrainConfig:
     device: str = "auto"
     precision: str = _f("auto", "auto: bf16 autocast on CUDA, fp32 on CPU",
                         choices=["auto", "fp32", "bf16", "fp16"])
-    workers: int = _f(2, "data loader processes")
+    workers: int | None = _f(None, "data loader processes",
+                             default_help="the cores of this process's share of the machine "
+                                          "but one, at most 8")
+    compile: bool = _f(False, "torch.compile the model (worth trying on GPUs)")
     shuffle_buffer: int = _f(1024, "TFRecords: records held for shuffling, per loader process")
     seed: int = _f(0, "random seed")
     checkpoint_every: int = _f(1000, "steps between checkpoints (also at the end)")
@@ -111,6 +114,13 @@ class TrainConfig:
     resume: str | None = None  # run folder or checkpoint to continue
     pca_dir: str = _f(DEFAULT_PCA_DIR, "eigenvals.npy for --reverse-whitening", metavar="DIR")
     quiet: bool = False
+
+
+def default_workers(world_size: int = 1) -> int:
+    """Loader processes per training process: its share of the cores, one left for it."""
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cores // max(1, world_size) - 1))
 
 
 def build_model(config: ModelConfig) -> "nn.Module":

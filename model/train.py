@@ -30,7 +30,7 @@ from yt8m.representation import check_max_frames
 from yt8m.store import VIDEO, ShardSet
 
 from . import checkpoint as ckpt
-from .config import ModelConfig, TrainConfig, build_model
+from .config import ModelConfig, TrainConfig, build_model, default_workers
 from .data import Batch, EpochBatchSampler, ShardDataset, collate, to_device
 from .records import RecordSource, StreamingRecords, is_records, open_records
 
@@ -230,6 +230,8 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
     resumed = None
     if tc.resume:
         tc, mc, resumed = resume_from(tc)
+    if tc.workers is None:
+        tc = dataclasses.replace(tc, workers=default_workers(ddp.world_size))
     shards, val = open_data(tc, mc, resumed)
     per_epoch = EpochBatchSampler.batches_per_epoch(len(shards), tc.batch_size)
     if per_epoch == 0:
@@ -249,11 +251,11 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
         optimizer.load_state_dict(resumed.training.optimizer)
         scheduler.load_state_dict(resumed.training.scheduler)
         step = resumed.training.step
-    train_model = model
+    train_model = torch.compile(model) if tc.compile else model
     if ddp.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast, precision = autocast_for(device, tc.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     # realpath: resuming runs/latest must write into (and re-point latest at) the real folder

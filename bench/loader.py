@@ -1,0 +1,113 @@
+"""Loader benchmark: videos/s the training loaders deliver per CPU core.
+
+    python bench/loader.py [--videos 400] [--files 4] [--repeats 3]
+
+Official-size frame-level records (200-300 frames per video, random bytes, written
+with the project's exporter) as TFRecord files, and the same videos imported into
+shards. In one process (one core), best of --repeats, alternating:
+
+1. raw read: the TFRecord files' bytes, read in 1 MB blocks (page cache warm);
+2. TFRecord stream: `StreamingRecords` (CRC checks, parsing, shuffle buffer) and
+   `collate` into batches of 64, as `train --data DIR_OF_TFRECORDS` does;
+3. shards: `ShardDataset` + `EpochBatchSampler` + `collate`, as `train --data SHARDS`.
+
+Target for 2: >= 0.5 of 1 per core. Loader workers multiply this where idle cores
+exist (each worker reads its own files).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def make_data(root: str, videos: int, files: int) -> tuple[str, str]:
+    from yt8m.exporter import export_tfrecords
+    from yt8m.importer import import_tfrecords
+    from yt8m.representation import OFFICIAL
+    from yt8m.store import FRAME, ShardMeta, ShardWriter, VideoRecord
+    from yt8m.vocabulary import Vocabulary
+
+    src, records, shards = (os.path.join(root, n) for n in ("src", "records", "shards"))
+    rng = np.random.default_rng(0)
+    vocab = Vocabulary.official_unnamed()
+    with ShardWriter(src, ShardMeta(FRAME, OFFICIAL, vocab.ref)) as w:
+        for i in range(videos):
+            t = int(rng.integers(200, 301))
+            w.add(VideoRecord(f"v{i:06d}", rng.integers(0, 3862, 3).astype(np.int32),
+                              rng.integers(0, 256, (t, 1024), dtype=np.uint8),
+                              rng.integers(0, 256, (t, 128), dtype=np.uint8)))
+    export_tfrecords(src, records, videos_per_file=-(-videos // files), quiet=True)
+    import_tfrecords(records, shards, quiet=True)
+    return records, shards
+
+
+def raw_read(files: list[str]) -> float:
+    t = time.perf_counter()
+    for path in files:
+        with open(path, "rb", buffering=0) as f:
+            while f.read(1 << 20):
+                pass
+    return time.perf_counter() - t
+
+
+def tfrecord_stream(source, videos: int) -> float:
+    from model.data import collate
+    from model.records import StreamingRecords
+
+    stream = iter(StreamingRecords(source, 300, seed=0, buffer=256))
+    t = time.perf_counter()
+    for _ in range(0, videos, 64):
+        collate([next(stream) for _ in range(64)])
+    return time.perf_counter() - t
+
+
+def shard_loader(shards, videos: int) -> float:
+    from model.data import EpochBatchSampler, ShardDataset, collate
+
+    dataset = ShardDataset(shards, 300)
+    t = time.perf_counter()
+    for batch in EpochBatchSampler(len(shards), 64, seed=0, epoch=0):
+        collate([dataset[i] for i in batch])
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--videos", type=int, default=400)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    import torch
+    torch.set_num_threads(1)
+    from model.records import open_records
+    from yt8m.store import ShardSet
+
+    root = tempfile.mkdtemp(prefix="bench-loader-")
+    records, shard_dir = make_data(root, args.videos, args.files)
+    source, shards = open_records(records), ShardSet(shard_dir)
+    size = sum(os.path.getsize(p) for p in source.files)
+    n = args.videos - args.videos % 64
+    times = {"raw": [], "tfrecord": [], "shards": []}
+    for _ in range(args.repeats):
+        times["raw"].append(raw_read(source.files))
+        times["tfrecord"].append(tfrecord_stream(source, n))
+        times["shards"].append(shard_loader(shards, n))
+    raw = args.videos / min(times["raw"])
+    print(f"{args.videos} videos of 200-300 frames, {size / 1e6:.0f} MB in {len(source.files)} "
+          f"TFRecord files; one core, best of {args.repeats}:")
+    print(f"  raw read          {raw:9.0f} videos/s ({size / min(times['raw']) / 1e6:.0f} MB/s)")
+    for name in ("tfrecord", "shards"):
+        rate = n / min(times[name])
+        print(f"  {name:<17} {rate:9.0f} videos/s  ratio to raw read {rate / raw:.2f}")
+
+
+if __name__ == "__main__":
+    main()
