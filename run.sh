@@ -15,7 +15,7 @@ if [ ! -f "$STAMP" ]; then
     echo "setting up $VENV (first run only: PyTorch is several GB)" >&2
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[samples,test]'
+    "$VENV/bin/python" -m pip install -q -e '.[samples,test,ray]'
     rm -f "$VENV"/.installed-*
     touch "$STAMP"
 fi

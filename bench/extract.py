@@ -15,6 +15,9 @@
    stream copy, AC-3 sound): no higher than on the 10-minute clip, since only the
    first --max-frames seconds of sound are decoded.
 
+3. `--ray`: the whole `extract` command on a local Ray against a single process, on
+   the same videos (target >= 0.9).
+
 Backbones are randomly initialised (the same architectures and cost as the
 published weights, which cannot be downloaded here); PCA parameters are random
 in the published layout.
@@ -163,6 +166,43 @@ def peak_rss(videos: str, device: str, tmp: str) -> dict:
             "seconds": time.perf_counter() - t}
 
 
+def ray_ratio(tmp: str, copies: int = 4, repeats: int = 2) -> dict:
+    """The whole `extract` command, single process vs `--ray` (a local Ray on this machine),
+    on `copies` copies of the 60 s 720p clip; wall time of each run, best of `repeats`."""
+    import shutil
+
+    from media import write_random_pca
+
+    clip = os.path.join(tmp, "bbb_720p_60s.mp4")
+    if not os.path.exists(clip):
+        throughput_clip(clip, 60)
+    videos = os.path.join(tmp, "ray_videos")
+    os.makedirs(videos, exist_ok=True)
+    for k in range(copies):
+        target = os.path.join(videos, f"copy{k}.mp4")
+        if not os.path.exists(target):
+            shutil.copy(clip, target)
+    pca = write_random_pca(os.path.join(tmp, "pca"))
+    times: dict[str, list[float]] = {"local": [], "ray": []}
+    for _ in range(repeats):
+        for mode, extra in (("local", []), ("ray", ["--ray"])):
+            out = tempfile.mkdtemp(dir=tmp)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, os.path.join(ROOT, "pipeline.py"), "extract",
+                            "--videos", videos, "--out", out, "--random-weights", "--pca-dir", pca,
+                            "--quiet", *extra], check=True, capture_output=True)
+            times[mode].append(time.perf_counter() - t)
+            shutil.rmtree(out)
+    return {"local_s": min(times["local"]), "ray_s": min(times["ray"]),
+            "ratio": min(times["local"]) / min(times["ray"]), "copies": copies}
+
+
+def throughput_clip(clip: str, seconds: int) -> None:
+    from conftest import sample_clip_dir
+    ffmpeg("-stream_loop", "-1", "-i", os.path.join(sample_clip_dir(), "bigbuckbunny.mp4"),
+           "-t", str(seconds), "-c", "copy", clip)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=60,
@@ -175,8 +215,16 @@ def main() -> None:
     ap.add_argument("--film-hours", type=float, default=2.0,
                     help="length of the 6-channel film for the RSS test (0 skips it)")
     ap.add_argument("--tmp", default="/tmp/yt8m-bench-extract")
+    ap.add_argument("--ray", action="store_true",
+                    help="only: the whole command on a local Ray against a single process")
     args = ap.parse_args()
     os.makedirs(args.tmp, exist_ok=True)
+    if args.ray:
+        r = ray_ratio(args.tmp)
+        print(f"{r['copies']} x 60 s 720p: single process {r['local_s']:.1f} s, local Ray "
+              f"{r['ray_s']:.1f} s, ratio {r['ratio']:.2f} (target >= 0.9; wall time of the whole "
+              "command, start-up included)")
+        return
 
     if args.seconds <= 0:  # --seconds 0: memory only
         r = None

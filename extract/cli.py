@@ -45,6 +45,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_fields(p, ExtractConfig, ["pca_dir"])
     add_backbone_flags(p)
     add_part(p)
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray: `auto` joins a running cluster, an address joins that "
+                        "one, no address starts a local Ray on this machine (needs the "
+                        "[ray] extra; --out must be a folder every machine sees)")
     add_quiet(p)
     p.set_defaults(run=_run_extract)
 
@@ -70,9 +74,13 @@ def _run_extract(args: argparse.Namespace) -> int:
         config = config_from_args(args)
     except ValueError as e:
         raise UsageError(f"{e}.") from None
-    return run_extract(ExtractJob(videos=args.videos, out=args.out, labels=args.labels,
-                                  vocabulary=args.vocabulary, shard=args.shard, quiet=args.quiet,
-                                  videos_per_shard=args.videos_per_shard, config=config))
+    job = ExtractJob(videos=args.videos, out=args.out, labels=args.labels,
+                     vocabulary=args.vocabulary, shard=args.shard, quiet=args.quiet,
+                     videos_per_shard=args.videos_per_shard, config=config)
+    if args.ray is not None:
+        from .ray_job import run_extract_ray
+        return run_extract_ray(job, None if args.ray == "local" else args.ray)
+    return run_extract(job)
 
 
 def _run_fit_pca(args: argparse.Namespace) -> int:

@@ -53,21 +53,46 @@ class Backbones:
         """What shards made with these backbones record (source: raw video)."""
         if self.pca is None:
             raise ValueError("no PCA loaded: raw features have no Representation")
-        return Representation(rgb_backbone=self.inception.name, audio_backbone=self.vggish.name,
-                              rgb_pca=self.pca.rgb.identity, audio_pca=self.pca.audio.identity,
-                              random_weights=self.random_weights, source="raw-video")
+        return representation_for(self.random_weights, self.pca)
 
     def provenance(self) -> dict:
-        """Weights file names (and hash prefixes) for ShardMeta.extra."""
-        from yt8m.assets import sha256_of
+        return provenance_of(self.weights, self.pca)
 
-        out = {}
-        for key, path in zip(("inception_weights", "vggish_weights"), self.weights):
-            out[key] = ("random-init (seed %d): smoke tests only" % RANDOM_SEED if path is None
-                        else f"{os.path.basename(path)} sha256:{sha256_of(path)[:16]}")
-        if self.pca is not None:
-            out["pca_dir"] = os.path.abspath(self.pca.directory)
-        return out
+
+def representation_for(random_weights: bool, pca) -> Representation:
+    """The Representation of features made with these weights (random or published) and PCA."""
+    from .inception import INCEPTION_2015_12_05
+    from .vggish import VGGISH_AUDIOSET
+
+    suffix = ":random-init" if random_weights else ""
+    return Representation(rgb_backbone=INCEPTION_2015_12_05.name + suffix,
+                          audio_backbone=VGGISH_AUDIOSET.name + suffix,
+                          rgb_pca=pca.rgb.identity, audio_pca=pca.audio.identity,
+                          random_weights=random_weights, source="raw-video")
+
+
+def provenance_of(weights: tuple[str | None, str | None], pca) -> dict:
+    """Weights file names (and hash prefixes) and the PCA folder, for ShardMeta.extra."""
+    from yt8m.assets import sha256_of
+
+    out = {}
+    for key, path in zip(("inception_weights", "vggish_weights"), weights):
+        out[key] = ("random-init (seed %d): smoke tests only" % RANDOM_SEED if path is None
+                    else f"{os.path.basename(path)} sha256:{sha256_of(path)[:16]}")
+    if pca is not None:
+        out["pca_dir"] = os.path.abspath(pca.directory)
+    return out
+
+
+def describe_backbones(weights_dir: str | None, random_weights: bool,
+                       pca_dir: str) -> tuple[Representation, dict]:
+    """What `load_backbones` would record, without building the networks (a Ray driver)."""
+    from .assets import resolve_weights
+    from .pca import load_pca
+
+    pca = load_pca(pca_dir)
+    weights = resolve_weights(weights_dir, random_weights)
+    return representation_for(random_weights, pca), provenance_of(weights, pca)
 
 
 def load_backbones(weights_dir: str | None = None, random_weights: bool = False,

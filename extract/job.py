@@ -60,13 +60,15 @@ class Prepared:
     stale: dict[str, set[str]]  # shard -> ids whose source file changed since it was stored
 
 
-def prepare_extract(job: ExtractJob) -> Prepared:
-    """Everything that can be wrong with the job, checked before any video is decoded."""
+def prepare_extract(job: ExtractJob, load_backbones: bool = True) -> Prepared:
+    """Everything that can be wrong with the job, checked before any video is decoded.
+    Without `load_backbones` (a Ray driver) the backbones are described, not built."""
     from yt8m.cli_util import parse_part
     from yt8m.store import FRAME, ShardMeta
     from yt8m.vocabulary import Vocabulary
 
     from .extractor import Extractor
+    from .features import describe_backbones
     from .labels import read_labels
 
     part = parse_part(job.shard)
@@ -82,10 +84,17 @@ def prepare_extract(job: ExtractJob) -> Prepared:
     vocabulary = vocabulary or Vocabulary([], name="unlabeled")
     if job.config.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
-    extractor = Extractor(job.config)
-    meta = ShardMeta(FRAME, extractor.representation, vocabulary.ref, extra={
+    if load_backbones:
+        extractor = Extractor(job.config)
+        representation, provenance = extractor.representation, extractor.backbones.provenance()
+        where = str(extractor.device)
+    else:
+        extractor, where = None, "the Ray cluster"
+        representation, provenance = describe_backbones(
+            job.config.weights_dir, job.config.random_weights, job.config.pca_dir)
+    meta = ShardMeta(FRAME, representation, vocabulary.ref, extra={
         "max_frames": job.config.max_frames, "fps": FPS, "made_by": "extract",
-        "random_weights": extractor.random_weights, **extractor.backbones.provenance()})
+        "random_weights": job.config.random_weights, **provenance})
     _check_out_folder(job.out, meta, job.config.max_frames)
     ids = part.select(all_ids)
     todo, stale = _not_yet_stored(job.videos, job.out, ids)
@@ -99,7 +108,7 @@ def prepare_extract(job: ExtractJob) -> Prepared:
     _warn_if_space_is_short(job.out, len(todo))
     of = f" (part {part.index + 1} of {part.count})" if part.count > 1 else ""
     print(f"extract: {len(ids)} video(s){of}, {len(ids) - len(todo)} already in {job.out}, "
-          f"{len(todo)} to do on {extractor.device}", file=sys.stderr)
+          f"{len(todo)} to do on {where}", file=sys.stderr)
     return Prepared(extractor, meta, labels, todo, report, part.tag, stale)
 
 
