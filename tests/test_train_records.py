@@ -110,3 +110,27 @@ def test_every_video_once_per_epoch_across_ranks_and_workers(data):
     # The next epoch visits the files in another order.
     stream = StreamingRecords(source, 300, seed=5)
     assert stream._files(0, 0, 1) != stream._files(1, 0, 1)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_on_records(data, tmp_path):
+    """torchrun with 2 processes streaming their halves of the files: the run completes, with
+    one checkpoint, and its loss log has a line per step."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         os.path.join(ROOT, "pipeline.py"), "train", "--data", str(data / "tfrecords"),
+         "--model", "nextvlad", "--clusters", "4", "--groups", "2", "--hidden-size", "8",
+         "--steps", "4", "--batch-size", "8", "--workers", "1", "--log-every", "1",
+         "--out", str(tmp_path / "ddp"), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "ddp" / "latest"
+    assert Checkpoint.load(str(run)).training.step == 4
+    lines = (run / "metrics.csv").read_text().splitlines()
+    assert len([line for line in lines if ",train," in line]) == 4
