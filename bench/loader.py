@@ -11,8 +11,10 @@ shards. In one process (one core), best of --repeats, alternating:
    `collate` into batches of 64, as `train --data DIR_OF_TFRECORDS` does;
 3. shards: `ShardDataset` + `EpochBatchSampler` + `collate`, as `train --data SHARDS`.
 
-Target for 2: >= 0.5 of 1 per core. Loader workers multiply this where idle cores
-exist (each worker reads its own files).
+Target for 2: >= 0.5 of 1 per core. Each is measured twice: with the page cache
+warm, and cold (the files evicted with posix_fadvise(DONTNEED) before each run, so
+they come from the disk). Loader workers multiply the loaders' rates where idle
+cores exist (each worker reads its own files).
 """
 from __future__ import annotations
 
@@ -47,6 +49,17 @@ def make_data(root: str, videos: int, files: int) -> tuple[str, str]:
     export_tfrecords(src, records, videos_per_file=-(-videos // files), quiet=True)
     import_tfrecords(records, shards, quiet=True)
     return records, shards
+
+
+def evict(paths: list[str]) -> None:
+    """Drop the files from the page cache: the next read comes from the disk."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def raw_read(files: list[str]) -> float:
@@ -95,19 +108,25 @@ def main() -> None:
     source, shards = open_records(records), ShardSet(shard_dir)
     size = sum(os.path.getsize(p) for p in source.files)
     n = args.videos - args.videos % 64
-    times = {"raw": [], "tfrecord": [], "shards": []}
+    runs = {"raw": lambda: raw_read(source.files), "tfrecord": lambda: tfrecord_stream(source, n),
+            "shards": lambda: shard_loader(shards, n)}
+    files = source.files + [r.path for r in shards.shards]
+    times = {(name, cold): [] for name in runs for cold in (False, True)}
     for _ in range(args.repeats):
-        times["raw"].append(raw_read(source.files))
-        times["tfrecord"].append(tfrecord_stream(source, n))
-        times["shards"].append(shard_loader(shards, n))
-    raw = args.videos / min(times["raw"])
+        for cold in (False, True):
+            for name, run in runs.items():
+                if cold:
+                    evict(files)
+                times[name, cold].append(run())
     print(f"{args.videos} videos of 200-300 frames, {size / 1e6:.0f} MB in {len(source.files)} "
           f"TFRecord files; one core, best of {args.repeats}:")
-    print(f"  raw read          {raw:9.0f} videos/s ({size / min(times['raw']) / 1e6:.0f} MB/s)")
-    for name in ("tfrecord", "shards"):
-        rate = n / min(times[name])
-        print(f"  {name:<17} {rate:9.0f} videos/s  ratio to raw read {rate / raw:.2f}")
-
+    for cold in (False, True):
+        raw = args.videos / min(times["raw", cold])
+        print(f"  {'cold (from disk)' if cold else 'warm (page cache)'}: raw read {raw:8.0f} "
+              f"videos/s ({size / min(times['raw', cold]) / 1e6:.0f} MB/s)")
+        for name in ("tfrecord", "shards"):
+            rate = n / min(times[name, cold])
+            print(f"    {name:<9} {rate:8.0f} videos/s, ratio to raw read {rate / raw:.2f}")
 
 if __name__ == "__main__":
     main()

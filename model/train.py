@@ -389,6 +389,9 @@ def train(tc: TrainConfig, mc: ModelConfig) -> str:
                 continue
             window.add(train_step(run, batch), len(batch) * run.ddp.world_size)
             bar.update(1)
+            if run.step % run.per_epoch == 0 and run.ddp.main and not tc.quiet:
+                print(f"epoch {run.step // run.per_epoch} done: {run.step * tc.batch_size} videos "
+                      f"seen ({len(run.shards)} per epoch)", file=sys.stderr)
             last = run.step == run.total_steps
             if run.step % tc.checkpoint_every == 0 or last:
                 window_loss(run, window)  # never save weights after a non-finite loss

@@ -5,11 +5,12 @@ import json
 import multiprocessing
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import run_pipeline, sample_clip_dir
+from conftest import ROOT, run_pipeline, sample_clip_dir
 from model_synthetic import write_random_frames
 from yt8m.errors import DamagedVideo
 from yt8m.representation import AUDIO_DIM, RGB_DIM
@@ -189,3 +190,29 @@ def test_a_changed_file_is_extracted_again_and_its_stale_copy_replaced(tmp_path)
     assert sorted(ShardSet(out).ids) == ["a.mp4", "b.mp4"]  # one copy each
     assert after["a.mp4"].n_frames == 10 != before["a.mp4"].n_frames  # bikes.mp4 is 10 s
     np.testing.assert_array_equal(after["b.mp4"].rgb, before["b.mp4"].rgb)
+
+
+@pytest.mark.slow
+def test_two_extract_jobs_into_one_folder_lose_nothing(tmp_path):
+    """Two `extract` processes, different videos, one --out, at the same time."""
+    from media import write_random_pca
+
+    pca = write_random_pca(str(tmp_path / "pca"))
+    clip = open(os.path.join(sample_clip_dir(), "carphone_distorted.mp4"), "rb").read()
+    folders = []
+    for job in ("a", "b"):
+        folder = tmp_path / f"videos_{job}"
+        folder.mkdir()
+        for i in range(6):
+            (folder / f"{job}{i}.mp4").write_bytes(clip)
+        folders.append(folder)
+    out = tmp_path / "shared"
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "pipeline.py"), "extract", "--videos", str(folder),
+         "--out", str(out), "--pca-dir", pca, "--random-weights", "--max-frames", "3",
+         "--videos-per-shard", "1", "--workers", "1", "--quiet"],
+        cwd=ROOT, stderr=subprocess.PIPE, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        for folder in folders]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
+    assert sorted(ShardSet(str(out)).ids) == sorted(f"{j}{i}.mp4" for j in "ab" for i in range(6))
