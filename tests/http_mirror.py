@@ -7,6 +7,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 
 class Mirror:
     """Serves {url path: bytes}; optional Range support, connection cuts, request log."""
@@ -56,3 +58,13 @@ class Mirror:
         self.files[f"/{version}/download_plans/{kind}_{split}.json"] = json.dumps(plan).encode()
         for name, body in bodies.items():
             self.files[f"/{partition}/{name}"] = body
+
+
+@pytest.fixture
+def mirror():
+    """A Mirror on a free loopback port for one test."""
+    m = Mirror()
+    m.thread.start()
+    yield m
+    m.server.shutdown()
+    m.server.server_close()

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from http_mirror import Mirror
+from http_mirror import mirror  # noqa: F401 - a fixture
 from test_tfrecord import frame_level, tf_frame
 from yt8m.dataset_download import download_partition, official_file_name, parse_dataset_shard
 from yt8m.errors import UsageError
@@ -16,15 +16,6 @@ from yt8m.importer import import_tfrecords
 from yt8m.store import ShardSet
 
 NAMES = ["trainaa", "trainab", "trainaZ", "trainba", "train09", "trainZZ"]  # mirror names
-
-
-@pytest.fixture
-def mirror():
-    m = Mirror()
-    m.thread.start()
-    yield m
-    m.server.shutdown()
-    m.server.server_close()
 
 
 def tfrecord_file(i: int) -> bytes:

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from http_mirror import mirror  # noqa: F401 - a fixture
 from conftest import run_pipeline
-from http_mirror import Mirror
 from model.checkpoint import Checkpoint
 from model.paddle_nextvlad import PADDLE_NEXTVLAD
 from model.pretrained import download_pretrained, pretrained_dir, resolve_model
@@ -21,14 +21,6 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
            "no_proxy": "", "NO_PROXY": ""}
 
-
-@pytest.fixture
-def mirror():
-    m = Mirror()
-    m.thread.start()
-    yield m
-    m.server.shutdown()
-    m.server.server_close()
 
 
 @pytest.fixture

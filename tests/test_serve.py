@@ -24,6 +24,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(port: int, proc: subprocess.Popen, log) -> str:
+    """The server's base URL once its page answers (the page needs no token)."""
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, open(log.name).read()
+        try:
+            if httpx.get(f"{base}/", timeout=2).status_code == 200:
+                return base
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not come up"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tiny = tiny_model(tmp_path_factory)
@@ -36,17 +51,7 @@ def server(tmp_path_factory):
          "--port", str(port), "--temp-dir", str(uploads), "--max-upload-mb", str(MAX_UPLOAD_MB),
          "--batch-wait-ms", "50"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, open(log.name).read()
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not come up"
-        time.sleep(0.5)
+    base = wait_until_up(port, proc, log)
     yield base, tiny, uploads, proc
     proc.terminate()  # uvicorn shuts down gracefully, then re-raises SIGTERM
     assert proc.wait(timeout=30) in (0, -15)
@@ -296,17 +301,7 @@ def guarded(tmp_path_factory):
          "--temp-dir", str(uploads), "--token", TOKEN, "--timeout-s", "8", "--max-queue", "1",
          "--max-batch", "1", "--body-timeout-s", "2", "--max-pixels", "50000"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, open(log.name).read()
-        try:
-            if httpx.get(f"{base}/", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not come up"
-        time.sleep(0.5)
+    base = wait_until_up(port, proc, log)
     yield base, tiny, uploads, long_clip
     proc.terminate()
     proc.wait(timeout=30)
