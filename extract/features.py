@@ -64,9 +64,8 @@ def representation_for(random_weights: bool, pca) -> Representation:
     from .inception import INCEPTION_2015_12_05
     from .vggish import VGGISH_AUDIOSET
 
-    suffix = ":random-init" if random_weights else ""
-    return Representation(rgb_backbone=INCEPTION_2015_12_05.name + suffix,
-                          audio_backbone=VGGISH_AUDIOSET.name + suffix,
+    return Representation(rgb_backbone=INCEPTION_2015_12_05.recorded_name(random_weights),
+                          audio_backbone=VGGISH_AUDIOSET.recorded_name(random_weights),
                           rgb_pca=pca.rgb.identity, audio_pca=pca.audio.identity,
                           random_weights=random_weights, source="raw-video")
 

@@ -233,8 +233,7 @@ class InceptionPool3(nn.Module):
     @property
     def name(self) -> str:
         """What the shards record as rgb_backbone."""
-        base = INCEPTION_2015_12_05.name
-        return f"{base}:random-init" if self.random_weights else base
+        return INCEPTION_2015_12_05.recorded_name(self.random_weights)
 
     def configure(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                   channels_last: bool = False) -> "InceptionPool3":

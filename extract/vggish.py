@@ -71,8 +71,7 @@ class VGGish(nn.Module):
     @property
     def name(self) -> str:
         """What the shards record as audio_backbone."""
-        base = VGGISH_AUDIOSET.name
-        return f"{base}:random-init" if self.random_weights else base
+        return VGGISH_AUDIOSET.recorded_name(self.random_weights)
 
     @torch.inference_mode()
     def forward(self, examples: torch.Tensor) -> torch.Tensor:

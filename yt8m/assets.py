@@ -241,3 +241,7 @@ class Weights:
     name: str  # recorded in the shards' Representation (rgb_backbone / audio_backbone)
     preprocessing: str
     meta: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def recorded_name(self, random_weights: bool) -> str:
+        """What shards record for a backbone built from these weights, or randomly."""
+        return f"{self.name}:random-init" if random_weights else self.name
