@@ -10,17 +10,19 @@ in --out and the exit code is 3; every good video is still extracted.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
-import dataclasses
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
-from yt8m.errors import EXIT_OK, UsageError
+from yt8m.errors import EXIT_OK, RejectedInput, UsageError
 from yt8m.report import Report
 from yt8m.representation import FPS
+from yt8m.store import VideoRecord
 
 from .config import ExtractConfig, ExtractJob
 from .decode import VIDEO_EXTENSIONS
@@ -110,6 +112,22 @@ def prepare_extract(job: ExtractJob, load_backbones: bool = True) -> Prepared:
     print(f"extract: {len(ids)} video(s){of}, {len(ids) - len(todo)} already in {job.out}, "
           f"{len(todo)} to do on {where}", file=sys.stderr)
     return Prepared(extractor, meta, labels, todo, report, part.tag, stale)
+
+
+def extracted(extractor, videos: str, ids: list[str], labels_of: Callable[[str], np.ndarray]
+              ) -> Iterator[tuple[str, VideoRecord | RejectedInput]]:
+    """(id, record ready to store: labels and source identity set | rejection) per video,
+    in order: what a local job and a Ray actor both write."""
+    paths = [os.path.join(videos, i) for i in ids]
+    for (_path, got), vid in zip(extractor.extract_paths(paths, ids), ids):
+        if not isinstance(got, RejectedInput):
+            got.labels = labels_of(vid)
+            got.source = _identity(videos, vid)
+        yield vid, got
+
+
+def no_labels(_video_id: str) -> np.ndarray:
+    return np.zeros(0, dtype=np.int32)
 
 
 def _identity(videos: str, video_id: str) -> tuple[int, int]:
@@ -202,19 +220,17 @@ def run_extract(job: ExtractJob) -> int:
     p = prepare_extract(job)
     extractor, report = p.extractor, p.report
     start, frames = time.time(), 0
-    paths = [os.path.join(job.videos, i) for i in p.todo]
+    labels_of = p.labels.of if p.labels else no_labels
     with ShardWriter(job.out, p.meta, prefix=f"shard{p.tag}",
                      videos_per_shard=max(1, job.videos_per_shard)) as writer, \
             progress(total=len(p.todo), quiet=job.quiet, unit="video",
                      desc="extract (RANDOM WEIGHTS)" if extractor.random_weights
                      else "extract") as bar:
-        for (_path, result), vid in zip(extractor.extract_paths(paths, p.todo), p.todo):
+        for vid, result in extracted(extractor, job.videos, p.todo, labels_of):
             bar.update(1)
-            if isinstance(result, Exception):
+            if isinstance(result, RejectedInput):
                 report.reject(vid, result.reason)
                 continue
-            result.labels = p.labels.of(vid) if p.labels else np.zeros(0, dtype=np.int32)
-            result.source = _identity(job.videos, vid)
             writer.add(result)
             report.done += 1
             frames += result.n_frames

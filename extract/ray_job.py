@@ -9,8 +9,9 @@ shard of its own (its own name prefix, the same atomic finalisation as a local
 run) into --out, a folder every machine sees (a shared file system).
 
 Faults: an actor that dies (its process, or its machine) is restarted by Ray and
-its unit retried; before extracting, a unit skips the videos already stored, so a
-unit retried after its shard was written adds nothing twice. A video that fails to
+its unit retried. Each unit's shard carries the unit's own name (the driver's run
+and the unit's number), so a unit retried after its shard was written finds it and
+adds nothing twice. A video that fails to
 decode is a result, not an error: it is reported once and never retried. A driver
 that dies leaves finished shards; the rerun resumes after them. Ray is imported
 only here: `extract` without `--ray` never loads it.
@@ -50,26 +51,27 @@ class ExtractActor:
 
         self.job = job
         self.extractor = Extractor(job.config)
-        self.prefix = f"ray-{os.uname().nodename[:16]}-{os.getpid()}"
 
-    def run(self, unit: list[str], meta, labels: dict[str, np.ndarray]) -> UnitResult:
-        from yt8m.store import ShardWriter, done_ids
+    def run(self, prefix: str, unit: list[str], meta, labels: dict[str, np.ndarray]) -> UnitResult:
+        """Unit -> one shard named `prefix` (the run's and the unit's own name). A retried
+        unit (its actor died) skips what its earlier try already stored under that name."""
+        from yt8m.errors import RejectedInput
+        from yt8m.store import ShardReader, ShardWriter, prefixed_shards
 
-        from .job import _identity
+        from .job import extracted, no_labels
 
         result = UnitResult()
-        stored = done_ids(self.job.out)
-        todo = [v for v in unit if v not in stored]  # a retried unit adds nothing twice
-        result.done += [v for v in unit if v in stored]
-        paths = [os.path.join(self.job.videos, v) for v in todo]
-        writer = ShardWriter(self.job.out, meta, prefix=self.prefix,
-                             videos_per_shard=len(unit) + 1)
-        for (_path, got), vid in zip(self.extractor.extract_paths(paths, todo), todo):
-            if isinstance(got, Exception):
+        for path in prefixed_shards(self.job.out, prefix).values():
+            reader = ShardReader(path)
+            result.done += reader.ids
+            reader.close()
+        todo = [v for v in unit if v not in result.done]
+        writer = ShardWriter(self.job.out, meta, prefix=prefix, videos_per_shard=len(unit) + 1)
+        for vid, got in extracted(self.extractor, self.job.videos, todo,
+                                  lambda v: labels.get(v, no_labels(v))):
+            if isinstance(got, RejectedInput):
                 result.rejected.append((vid, got.reason))
                 continue
-            got.labels = labels.get(vid, np.zeros(0, dtype=np.int32))
-            got.source = _identity(self.job.videos, vid)
             writer.add(got)
             result.done.append(vid)
             result.frames += got.n_frames
@@ -93,12 +95,14 @@ def run_extract_ray(job: ExtractJob, address: str | None) -> int:
         labels = {v: p.labels.of(v) for v in p.todo} if p.labels else {}
         meta, labels = ray.put(p.meta), ray.put(labels)
         units = [p.todo[i:i + UNIT_VIDEOS] for i in range(0, len(p.todo), UNIT_VIDEOS)]
+        run_name = f"ray-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}"  # this driver's run
         start, frames = time.time(), 0
         with progress(total=len(p.todo), quiet=job.quiet, unit="video",
                       desc=f"extract on Ray ({len(actors)} actors)") as bar:
             pool = ray.util.ActorPool(actors)
+            named = [(f"{run_name}-u{i:07d}", unit) for i, unit in enumerate(units)]
             for result in pool.map_unordered(
-                    lambda actor, unit: actor.run.remote(unit, meta, labels), units):
+                    lambda actor, u: actor.run.remote(u[0], u[1], meta, labels), named):
                 for vid, reason in result.rejected:
                     p.report.reject(vid, reason)
                 p.report.done += len(result.done)

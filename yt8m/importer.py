@@ -25,8 +25,8 @@ from . import official
 from .errors import UsageError
 from .report import Report
 from .representation import OFFICIAL
-from .store import (FRAME, SUFFIX, ShardMeta, ShardReader, ShardWriter, VideoRecord, open_shards,
-                    shard_paths)
+from .store import (FRAME, ShardMeta, ShardReader, ShardWriter, VideoRecord, open_shards,
+                    prefixed_shards, shard_paths)
 from .tfrecord import TFRecordReader
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef
@@ -86,11 +86,6 @@ def marker_of(out_dir: str, prefix: str) -> str:
     return os.path.join(out_dir, f".{prefix}.imported")
 
 
-def _shards_of(out_dir: str, prefix: str) -> list[str]:
-    return [p for p in shard_paths(out_dir)
-            if re.fullmatch(re.escape(prefix) + r"-\d+" + re.escape(SUFFIX), os.path.basename(p))]
-
-
 def peek_kind(path: str) -> str | None:
     """FRAME or VIDEO from the file's first readable records; None when none is."""
     reader = TFRecordReader(path)
@@ -110,7 +105,8 @@ def _where(path: str, offset: int) -> str:
 def import_file(task: ImportTask) -> FileResult:
     """Stream one TFRecord file into shards; mark it imported once it is all in."""
     result = FileResult(task.path)
-    for stale in _shards_of(task.out_dir, task.prefix):  # an earlier, interrupted try
+    os.makedirs(task.out_dir, exist_ok=True)
+    for stale in prefixed_shards(task.out_dir, task.prefix).values():  # an interrupted try
         os.remove(stale)
     meta = ShardMeta(task.kind, OFFICIAL, task.vocabulary,
                      extra={"source_file": os.path.basename(task.path)})

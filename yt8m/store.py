@@ -140,8 +140,7 @@ class ShardWriter:
         self.written: list[str] = []
 
     def _next_free(self, seq: int) -> int:
-        taken = {int(m.group(1)) for p in os.listdir(self.out_dir)
-                 if (m := re.fullmatch(re.escape(self.prefix) + r"-(\d+)" + re.escape(SUFFIX), p))}
+        taken = prefixed_shards(self.out_dir, self.prefix)
         while seq in taken:
             seq += 1
         return seq
@@ -196,6 +195,13 @@ class ShardWriter:
         # failed write there is nothing to retry.
         if exc_type is None or not issubclass(exc_type, UsageError):
             self.flush()
+
+
+def prefixed_shards(out_dir: str, prefix: str) -> dict[int, str]:
+    """The shards named `<prefix>-NNNNN.h5` in a folder, by number."""
+    pattern = re.compile(re.escape(prefix) + r"-(\d+)" + re.escape(SUFFIX))
+    return {int(m.group(1)): os.path.join(out_dir, name) for name in os.listdir(out_dir)
+            if (m := pattern.fullmatch(name))}
 
 
 def free_bytes(folder: str) -> int:
