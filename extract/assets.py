@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 
-from yt8m.assets import DEFAULT_PCA_DIR, YT8M_VOCABULARY, Asset, cache_dir, fetch, find_asset, missing_message
+from yt8m.assets import DEFAULT_PCA_DIR, Asset, cache_dir, fetch, find_asset, missing_message
 from yt8m.errors import UsageError
 
 from .inception import INCEPTION_2015_12_05
 from .pca import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES
 from .vggish import VGGISH_AUDIOSET
-
 
 YT8M_PCA = Asset(
     filename="yt8m_pca.tgz",
@@ -35,6 +34,7 @@ VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by 
     description="VGGish PCA parameters, PyTorch port",
 )
 WEIGHTS = (INCEPTION_2015_12_05.asset, VGGISH_AUDIOSET.asset)
+PCA_ASSETS = (YT8M_PCA, VGGISH_PCA)
 
 # Published test data with known values, so that a machine with the real assets can
 # prove the chain (tests/test_published_assets.py). Small; no checksums are published.
@@ -52,7 +52,6 @@ REFERENCE_DATA = (
 
 def reference_dir() -> str:
     return os.path.join(cache_dir(), "reference")
-PCA_ASSETS = (YT8M_PCA, VGGISH_PCA)
 
 
 def weights_search_dirs(weights_dir: str | None) -> list[str]:
@@ -82,10 +81,11 @@ def resolve_weights(weights_dir: str | None,
 
 
 def download_all(dest_dir: str | None = None, pca_dir: str = DEFAULT_PCA_DIR,
-                 quiet: bool = False, vocabulary_dir: str | None = None) -> list[str]:
+                 quiet: bool = False) -> list[str]:
     """Fetch weights into `dest_dir` (default: the cache), the published PCA files into
-    `pca_dir`, and, if `vocabulary_dir` is given, YouTube-8M's vocabulary.csv there.
-    Returns the paths written or found. Raises UsageError (exit 2) when offline."""
+    `pca_dir` and the reference data into the cache (the vocabulary is fetched and checked
+    by yt8m.vocabulary.download_official). Returns the paths written or found. Raises
+    UsageError (exit 2) when offline."""
     dest_dir = dest_dir or cache_dir()
     paths = [fetch(asset, dest_dir, quiet=quiet) for asset in WEIGHTS]
     if os.path.exists(os.path.join(pca_dir, FITTED_MARKER)):
@@ -97,6 +97,4 @@ def download_all(dest_dir: str | None = None, pca_dir: str = DEFAULT_PCA_DIR,
     for asset in PCA_ASSETS:
         paths.append(fetch(asset, pca_dir, quiet=quiet))
     paths += [fetch(asset, reference_dir(), quiet=quiet) for asset in REFERENCE_DATA]
-    if vocabulary_dir:
-        paths.append(fetch(YT8M_VOCABULARY, vocabulary_dir, quiet=quiet))
     return paths
