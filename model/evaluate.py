@@ -15,7 +15,7 @@ from yt8m.errors import UsageError
 from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
 
 from .checkpoint import LoadedModel
-from .data import ShardDataset, collate, ordered_batches, pad_frames, to_device
+from .data import ShardDataset, batched, collate, ordered_batches, pad_frames, to_device
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .metrics import TOP_K, MetricsAccumulator, segment_map
 
@@ -42,14 +42,9 @@ def iterate_batches(shards: "ShardSet | RecordSource", batch_size: int, max_fram
                     workers: int = 0):
     """Batches of every video, in order (records: damaged ones passed on to collate)."""
     if isinstance(shards, RecordSource):
-        pending = []
-        for got in read_in_order(shards, max_frames):
-            pending.append(got if isinstance(got, RecordProblem) else got[1])
-            if len(pending) == batch_size:
-                yield collate(pending)
-                pending = []
-        if pending:
-            yield collate(pending)
+        items = (got if isinstance(got, RecordProblem) else got[1]
+                 for got in read_in_order(shards, max_frames))
+        yield from map(collate, batched(items, batch_size))
         return
     loader = torch.utils.data.DataLoader(
         ShardDataset(shards, max_frames), batch_sampler=list(ordered_batches(len(shards), batch_size)),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from yt8m.store import ShardSet, VideoRecord
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import LoadedModel
-from .data import pad_frames
+from .data import batched, pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .config import KAGGLE_TOP_K
@@ -241,17 +241,6 @@ def _videos(source, summary: PredictSummary, max_frames: int
         summary.rejected += [(f"{e.path}: {e.video_id}", e.reason) for e in shard.damaged]
 
 
-def _batched(items: Iterable, n: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size: int = 64,
                    top_k: int = KAGGLE_TOP_K, quiet: bool = True) -> PredictSummary:
     """Every video of a shard folder -> one `VideoId,LabelConfidencePairs` row of `out_path`.
@@ -275,7 +264,7 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
                 progress(total=len(source), desc="predict", quiet=quiet, unit="video") as bar:
             writer = csv.writer(f)
             writer.writerow(KAGGLE_HEADER)
-            for batch in _batched(_videos(source, summary, loaded.max_frames), batch_size):
+            for batch in batched(_videos(source, summary, loaded.max_frames), batch_size):
                 probs = predict_records(loaded, [v for _, v in batch])
                 for (where, video), p in zip(batch, probs):
                     if video.id in seen:  # the same video twice: its first copy wins

@@ -96,13 +96,12 @@ def count_records(path: str) -> int:
     return n
 
 
-def _parse(source: RecordSource, path: str, offset: int, data: bytes,
-           max_frames: int) -> VideoItem | RecordProblem:
+def _video(source: RecordSource, path: str, offset: int, data: bytes) -> VideoRecord | RecordProblem:
+    """One record's video, or what is wrong with it (file, byte offset)."""
     try:
-        video = official.parse_record(data, source.meta.kind, source.meta.vocabulary.num_classes)
+        return official.parse_record(data, source.meta.kind, source.meta.vocabulary.num_classes)
     except official.InvalidRecord as e:
         return RecordProblem(f"{path} (byte {offset})", str(e))
-    return to_item(video, source.meta.vocabulary.num_classes, max_frames)
 
 
 def to_item(video: VideoRecord, num_classes: int, max_frames: int, index: int = -1) -> VideoItem:
@@ -119,13 +118,9 @@ def read_in_order(source: RecordSource, max_frames: int
     for path in source.files:
         reader = TFRecordReader(path)
         for offset, data in reader:
-            try:
-                video = official.parse_record(data, source.meta.kind,
-                                              source.meta.vocabulary.num_classes)
-            except official.InvalidRecord as e:
-                yield RecordProblem(f"{path} (byte {offset})", str(e))
-                continue
-            yield video, to_item(video, source.meta.vocabulary.num_classes, max_frames)
+            video = _video(source, path, offset, data)
+            yield video if isinstance(video, RecordProblem) else \
+                (video, to_item(video, source.meta.vocabulary.num_classes, max_frames))
         for e in reader.errors:
             yield RecordProblem(f"{path} (byte {e.offset})", e.reason)
 
@@ -135,16 +130,17 @@ class StreamingRecords(torch.utils.data.IterableDataset):
 
     Epoch e: the files in the order of a permutation seeded by (seed, e); rank r of W
     takes files r, r + W, ...; DataLoader worker k of K takes every K-th of those.
-    Records pass through a shuffle buffer seeded by (seed, e, r, k). `start_epoch`
-    and `skip` (items already consumed from that epoch, per worker) resume a run.
+    Records pass through a shuffle buffer seeded by (seed, e, r, k). A resumed run
+    passes the batches (of `batch_size`) already trained on, `skip_batches`: each
+    worker drops its share of them unparsed.
     """
 
     def __init__(self, source: RecordSource, max_frames: int, seed: int, rank: int = 0,
-                 world_size: int = 1, buffer: int = SHUFFLE_BUFFER, start_epoch: int = 0):
+                 world_size: int = 1, buffer: int = SHUFFLE_BUFFER, skip_batches: int = 0,
+                 batch_size: int = 1):
         self.source, self.max_frames, self.seed = source, max_frames, seed
         self.rank, self.world_size, self.buffer = rank, world_size, buffer
-        self.start_epoch = start_epoch
-        self.skip_batches, self.batch_size = 0, 1  # set to resume: batches already trained on
+        self.skip_batches, self.batch_size = skip_batches, batch_size
 
     def _files(self, epoch: int, worker: int, workers: int) -> list[str]:
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source.files))
@@ -154,20 +150,23 @@ class StreamingRecords(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        # This worker made batches worker, worker + K, ... of those already trained on.
-        mine = max(0, -(-(self.skip_batches - worker) // workers))
-        skip = mine * self.batch_size
-        epoch = self.start_epoch
+        # The DataLoader took batches worker, worker + K, ... from this worker.
+        skip = max(0, -(-(self.skip_batches - worker) // workers)) * self.batch_size
+        epoch = 0
         while True:
-            for item in self._epoch(epoch, worker, workers):
+            for record in self._records(epoch, worker, workers):
                 if skip:
                     skip -= 1
                     continue
-                yield item
+                yield self._item(record)
             epoch += 1
 
     def _epoch(self, epoch: int, worker: int, workers: int):
-        """Raw records through the shuffle buffer; parsed only when they come out."""
+        """One worker's share of one epoch, parsed."""
+        return map(self._item, self._records(epoch, worker, workers))
+
+    def _records(self, epoch: int, worker: int, workers: int):
+        """Raw records (path, offset, bytes) through the shuffle buffer, and problems."""
         rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
         held: list[tuple[str, int, bytes]] = []
         for path in self._files(epoch, worker, workers):
@@ -175,14 +174,22 @@ class StreamingRecords(torch.utils.data.IterableDataset):
             for offset, data in reader:
                 held.append((path, offset, data))
                 if len(held) >= self.buffer:
-                    yield self._take(held, rng)
+                    yield _take(held, rng)
             for e in reader.errors:
                 yield RecordProblem(f"{path} (byte {e.offset})", e.reason)
         while held:
-            yield self._take(held, rng)
+            yield _take(held, rng)
 
-    def _take(self, held: list, rng: np.random.Generator) -> VideoItem | RecordProblem:
-        i = int(rng.integers(len(held)))
-        held[i], held[-1] = held[-1], held[i]
-        path, offset, data = held.pop()
-        return _parse(self.source, path, offset, data, self.max_frames)
+    def _item(self, record) -> VideoItem | RecordProblem:
+        if isinstance(record, RecordProblem):
+            return record
+        video = _video(self.source, *record)
+        return video if isinstance(video, RecordProblem) else \
+            to_item(video, self.source.meta.vocabulary.num_classes, self.max_frames)
+
+
+def _take(held: list, rng: np.random.Generator) -> tuple[str, int, bytes]:
+    """A random record out of the shuffle buffer."""
+    i = int(rng.integers(len(held)))
+    held[i], held[-1] = held[-1], held[i]
+    return held.pop()

@@ -291,9 +291,8 @@ def stream_batches(run: Run) -> Iterator[Batch]:
     """TFRecords: each rank's stream, from the step the run is at (see model/records.py)."""
     tc, local = run.tc, run.tc.batch_size // run.ddp.world_size
     dataset = StreamingRecords(run.shards, tc.max_frames, tc.seed, run.ddp.rank,
-                               run.ddp.world_size, buffer=tc.shuffle_buffer)
-    # Worker k gives the DataLoader's batches k, k + K, ...: skip the ones already trained on.
-    dataset.skip_batches, dataset.batch_size = run.step, local
+                               run.ddp.world_size, buffer=tc.shuffle_buffer,
+                               skip_batches=run.step, batch_size=local)
     return iter(torch.utils.data.DataLoader(
         dataset, batch_size=local, collate_fn=collate, num_workers=tc.workers,
         pin_memory=run.device.type == "cuda", prefetch_factor=4 if tc.workers else None))
