@@ -11,9 +11,10 @@ Timestamps are compared with a 0.1 ms tolerance (decord reports float32 seconds)
 
 Frames are decoded at the stored resolution (the TF1 resize that follows must
 see the original pixels) and handed out in chunks of at most `chunk_bytes`, so
-memory does not grow with the video's length or resolution. Between chunks the
-reader seeks, which empties decord's internal frame queue: left alone, decord's
-decoder thread runs ahead without bound while the consumer is busy.
+memory does not grow with the video's length or resolution. (decord's reader,
+the second path below, seeks between chunks to empty its internal frame queue:
+left alone, its decoder thread runs ahead without bound while the consumer is
+busy. That seek is also its known risk, described next.)
 
 Two decoders. PyAV (extract/decode_av.py, FFmpeg's own decoders) decodes the
 frames: it applies display rotations, decodes only what the kept frames need,
@@ -42,9 +43,9 @@ from typing import Iterator
 import numpy as np
 
 from yt8m.errors import RejectedInput
+from yt8m.representation import DEFAULT_MAX_FRAMES
 
 from .config import CHUNK_BYTES
-from yt8m.representation import DEFAULT_MAX_FRAMES
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".qt", ".webm", ".mkv", ".avi", ".mpg", ".mpeg", ".m2v",

@@ -1,4 +1,4 @@
-"""The second decoding path, through PyAV (FFmpeg's own decoders), and the audio track.
+"""Decoding through PyAV (FFmpeg's own decoders): the frames, and the audio track.
 
 Video. The frame rule (extract/decode.py: the frame shown at t = 0, 1, 2, ...)
 is computed from the packets' timestamps. Frames are decoded in one forward pass;
@@ -95,34 +95,35 @@ class AvVideo:
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
                ) -> Iterator[np.ndarray]:
-        """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order.
-
-        Kept frames come out of the decoder in presentation order, so positions arrive
-        in order; a position the decoder skipped (a damaged frame) gets the frame shown
-        before it, as a player would show it."""
+        """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order."""
         frame_bytes = max(1, self.info.width * self.info.height * 3)
         per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
         buffer: list[np.ndarray] = []
-        filled, last = 0, None
-        for position, frame in self._kept_frames():
-            while filled <= position:
-                buffer.append(frame if filled == position or last is None else last)
-                filled += 1
-                if len(buffer) == per_chunk:
-                    yield np.stack(buffer)
-                    buffer = []
-            last = frame
-        if filled < self.info.n_frames and not (self.accept_truncated and last is not None):
-            raise RejectedInput(self.name, f"truncated: decodable frames end before t = {filled} s "
-                                           f"of {self.info.duration:.1f} s")
-        while filled < self.info.n_frames:  # accepted cut file: its last frame stays shown
-            buffer.append(last)
-            filled += 1
+        for frame in self._frames_in_order():
+            buffer.append(frame)
             if len(buffer) == per_chunk:
                 yield np.stack(buffer)
                 buffer = []
         if buffer:
             yield np.stack(buffer)
+
+    def _frames_in_order(self) -> Iterator[np.ndarray]:
+        """One frame per output position. Kept frames come out of the decoder in
+        presentation order; a position the decoder skipped (a damaged frame) gets the
+        frame shown before it, as a player would show it, and so do the positions after
+        the end of an accepted cut file."""
+        filled, last = 0, None
+        for position, frame in self._kept_frames():
+            while filled < position:
+                yield frame if last is None else last
+                filled += 1
+            yield frame
+            filled, last = filled + 1, frame
+        if filled < self.info.n_frames and not (self.accept_truncated and last is not None):
+            raise RejectedInput(self.name, f"truncated: decodable frames end before t = {filled} s "
+                                           f"of {self.info.duration:.1f} s")
+        for _ in range(filled, self.info.n_frames):
+            yield last
 
     def _check_size(self, frame) -> None:
         """Every frame as large as the first: memory was planned (and a server's pixel limit
@@ -149,11 +150,12 @@ class AvVideo:
                         context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
                     for frame in packet.decode():
                         self._check_size(frame)
-                        key = frame.pts if self.by_pts else counter
+                        positions = self.wanted.get(frame.pts if self.by_pts else counter, ())
                         counter += 1
-                        for position in self.wanted.get(key, ()):
-                            yield position, np.rot90(frame.to_ndarray(format="rgb24"),
-                                                     self.rotation // 90)
+                        if positions:  # converted once, however many seconds it is shown
+                            image = np.rot90(frame.to_ndarray(format="rgb24"), self.rotation // 90)
+                        for position in positions:
+                            yield position, image
                             remaining -= 1
                     if remaining <= 0:
                         return
