@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from diskio import drop_cache, read_through  # noqa: E402  (bench/, the script's folder)
 from yt8m import official, protowire  # noqa: E402
 from yt8m.exporter import export_tfrecords  # noqa: E402
 from yt8m.importer import import_tfrecords  # noqa: E402
@@ -59,24 +60,6 @@ def best_of(fn, repeats: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
-
-
-def raw_read(paths: list[str]) -> None:
-    for p in paths:
-        with open(p, "rb", buffering=0) as f:
-            while f.read(1 << 20):
-                pass
-
-
-def drop_cache(paths: list[str]) -> None:
-    """Evict the files from the page cache (no root needed), so the next read hits the disk."""
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def framing(paths: list[str]) -> None:
@@ -173,9 +156,9 @@ def main() -> None:
         size = sum(os.path.getsize(p) for p in paths)
         mb = size / 1e6
         print(f"{len(paths)} files, {args.videos} videos, {mb:.1f} MB; CPUs: {os.cpu_count()}")
-        raw_read(paths)  # warm the page cache for every measurement alike
+        read_through(paths)  # warm the page cache for every measurement alike
         results: list[tuple[str, float]] = []
-        t_raw = best_of(lambda: raw_read(paths))
+        t_raw = best_of(lambda: read_through(paths))
         results.append(("raw read", mb / t_raw))
         results.append(("framing + CRC32C", mb / best_of(lambda: framing(paths))))
         results.append(("framing + CRC32C + parse (no shard write)",
@@ -215,7 +198,7 @@ def main() -> None:
                 fn()
                 return time.perf_counter() - t
             return min(run() for _ in range(2))
-        t_cold = cold(lambda: raw_read(paths))
+        t_cold = cold(lambda: read_through(paths))
         results.append(("raw read, cold cache", mb / t_cold))
         for w in args.workers:
             def run_cold(w=w):

@@ -29,6 +29,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from diskio import drop_cache, read_through  # noqa: E402  (bench/, the script's folder)
+
 
 def make_data(root: str, videos: int, files: int) -> tuple[str, str]:
     from yt8m.exporter import export_tfrecords
@@ -51,23 +53,9 @@ def make_data(root: str, videos: int, files: int) -> tuple[str, str]:
     return records, shards
 
 
-def evict(paths: list[str]) -> None:
-    """Drop the files from the page cache: the next read comes from the disk."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def raw_read(files: list[str]) -> float:
     t = time.perf_counter()
-    for path in files:
-        with open(path, "rb", buffering=0) as f:
-            while f.read(1 << 20):
-                pass
+    read_through(files)
     return time.perf_counter() - t
 
 
@@ -116,7 +104,7 @@ def main() -> None:
         for cold in (False, True):
             for name, run in runs.items():
                 if cold:
-                    evict(files)
+                    drop_cache(files)
                 times[name, cold].append(run())
     print(f"{args.videos} videos of 200-300 frames, {size / 1e6:.0f} MB in {len(source.files)} "
           f"TFRecord files; one core, best of {args.repeats}:")
