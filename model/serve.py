@@ -314,6 +314,69 @@ def _too_large(max_bytes: int) -> str:
 
 # --------------------------------------------------------------------------- the app
 
+def _problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+@dataclass
+class _ClassifyRoute:
+    """POST /classify: what every request is checked against and handed to."""
+    settings: ServeSettings
+    batcher: Batcher
+    classifier: Classifier
+    upload_dir: str
+
+    async def __call__(self, request: Request, segments: bool, top_k: int | None):
+        top_k = self.settings.top_k if top_k is None else top_k
+        refused = self._refusal(segments, top_k)
+        if refused is not None:
+            return refused
+        try:
+            path, name = await receive_upload(request, self.upload_dir,
+                                              self.settings.max_upload_bytes,
+                                              self.settings.body_timeout_s)
+        except HTTPProblem as e:
+            return _problem(e.status, e.message, e.headers)
+        except ClientDisconnect:  # the client went away mid-upload; its file is already gone
+            return _problem(400, "client disconnected during the upload")
+        try:
+            await asyncio.to_thread(probe_limits, path, name, self.settings)
+            job = self.batcher.submit(path, name, top_k, segments)
+        except HTTPProblem as e:
+            if os.path.exists(path):
+                os.remove(path)
+            return _problem(e.status, e.message, e.headers)
+        return await self._answer(job)
+
+    def _refusal(self, segments: bool, top_k: int) -> JSONResponse | None:
+        """What is refused before the body is read: cheap, and nothing is stored."""
+        loaded = self.classifier.loaded
+        if top_k < 1:
+            return _problem(400, "top_k must be at least 1")
+        if segments and loaded.video_level:
+            return _problem(422, f"segments need a frame-level model; this one is the "
+                                 f"video-level {loaded.config.name!r}")
+        if self.batcher.full():
+            return _problem(503, "the server is busy: too many clips are waiting; try again "
+                                 "shortly", {"Retry-After": "5"})
+        return None
+
+    async def _answer(self, job: _Job):
+        timeout_s = self.settings.timeout_s
+        try:
+            got = await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
+        except asyncio.TimeoutError:
+            job.cancel.set()  # its decoding stops at the next chunk, so the next clips go on
+            job.future.cancel()
+            return _problem(504, f"no answer within {timeout_s:g} s; try a shorter clip "
+                                 "or start the server with a larger --timeout-s")
+        except Exception as e:  # noqa: BLE001 - unexpected: say what, keep serving
+            return _problem(500, f"classification failed: {type(e).__name__}: {e}")
+        if isinstance(got, RejectedInput):
+            return _problem(422, f"{job.name}: {got.reason}")
+        return got.to_json()
+
+
 def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     """The FastAPI app around a loaded Classifier (model + extractor)."""
     settings = settings or ServeSettings()
@@ -336,17 +399,14 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
                   description="POST a video to /classify (multipart field `video`).")
     app.state.upload_dir, app.state.batcher = upload_dir, batcher
 
-    def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
-
     @app.middleware("http")
     async def require_token(request: Request, call_next):
         # The page itself is open (it holds nothing); everything else needs the token.
         if token is None or request.url.path == "/" or authorized(
                 request.headers.get("authorization"), token):
             return await call_next(request)
-        return problem(401, "this server needs a token: send `Authorization: Bearer TOKEN`",
-                       {"WWW-Authenticate": "Bearer"})
+        return _problem(401, "this server needs a token: send `Authorization: Bearer TOKEN`",
+                        {"WWW-Authenticate": "Bearer"})
 
     page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
 
@@ -369,45 +429,13 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
         return {"vocabulary": v.name, "labels": [{"id": i, "name": v.name_of(i)}
                                                  for i in range(len(v))]}
 
+    route = _ClassifyRoute(settings, batcher, classifier, upload_dir)
+
     @app.post("/classify", openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": [FIELD], "properties": {
             FIELD: {"type": "string", "format": "binary"}}}}}}})
     async def classify(request: Request, segments: bool = False, top_k: int | None = None):
-        top_k = settings.top_k if top_k is None else top_k
-        if top_k < 1:
-            return problem(400, "top_k must be at least 1")
-        if segments and loaded.video_level:
-            return problem(422, f"segments need a frame-level model; this one is the "
-                                f"video-level {loaded.config.name!r}")
-        if batcher.full():  # before reading the body: refuse early, cheaply
-            return problem(503, "the server is busy: too many clips are waiting; try again "
-                                "shortly", {"Retry-After": "5"})
-        try:
-            path, name = await receive_upload(request, upload_dir, settings.max_upload_bytes,
-                                              settings.body_timeout_s)
-        except HTTPProblem as e:
-            return problem(e.status, e.message, e.headers)
-        except ClientDisconnect:  # the client went away mid-upload; its file is already gone
-            return problem(400, "client disconnected during the upload")
-        try:
-            await asyncio.to_thread(probe_limits, path, name, settings)
-            job = batcher.submit(path, name, top_k, segments)
-        except HTTPProblem as e:
-            if os.path.exists(path):
-                os.remove(path)
-            return problem(e.status, e.message, e.headers)
-        try:
-            got = await asyncio.wait_for(asyncio.shield(job.future), settings.timeout_s)
-        except asyncio.TimeoutError:
-            job.cancel.set()  # its decoding stops at the next chunk, so the next clips go on
-            job.future.cancel()
-            return problem(504, f"no answer within {settings.timeout_s:g} s; try a shorter clip "
-                                "or start the server with a larger --timeout-s")
-        except Exception as e:  # noqa: BLE001 - unexpected: say what, keep serving
-            return problem(500, f"classification failed: {type(e).__name__}: {e}")
-        if isinstance(got, RejectedInput):
-            return problem(422, f"{name}: {got.reason}")
-        return got.to_json()
+        return await route(request, segments, top_k)
 
     return app
 
