@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # keep `pipeline.py --help` free of torch
 FRAME_MODELS = ("nextvlad", "mix-nextvlad", "netvlad", "dbof", "mean-logistic")
 VIDEO_MODELS = ("logistic", "moe")
 KAGGLE_TOP_K = 20  # the Kaggle submission format: 20 "label confidence" pairs per video
+LABELS_PER_CLIP = 20  # classify and serve: labels shown per clip unless asked otherwise
 MODELS = FRAME_MODELS + VIDEO_MODELS
 
 # Per-architecture defaults where the published designs differ (None in ModelConfig).

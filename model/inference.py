@@ -29,7 +29,7 @@ from .checkpoint import LoadedModel
 from .data import batched, pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
-from .config import KAGGLE_TOP_K
+from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
 
 KAGGLE_HEADER = ("VideoId", "LabelConfidencePairs")
 
@@ -161,7 +161,7 @@ def results_for_records(loaded: LoadedModel, records: Sequence[VideoRecord], nam
 
 @dataclass
 class ClassifyOptions:
-    top_k: int = 20
+    top_k: int = LABELS_PER_CLIP
     segments: bool = False
     batch_size: int = 16  # clips per model call
 

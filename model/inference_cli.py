@@ -15,7 +15,7 @@ import sys
 
 from yt8m.assets import DEFAULT_PCA_DIR
 
-from .config import KAGGLE_TOP_K
+from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
 
 
 
@@ -44,9 +44,13 @@ SERVE_FLAGS = ["host", "port", "token", "timeout_s", "max_queue", "body_timeout_
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from yt8m.cli_util import add_device, add_fields, add_quiet
+    _add_classify(commands)
+    _add_predict(commands)
+    _add_serve(commands)
 
-    from .serve_guard import ServeSettings
+
+def _add_classify(commands: argparse._SubParsersAction) -> None:
+    from yt8m.cli_util import add_quiet
 
     p = commands.add_parser(
         "classify", help="raw clips -> ranked labels with names and scores",
@@ -57,7 +61,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "still classified (exit 3).")
     p.add_argument("clips", nargs="+", metavar="CLIP", help="video files")
     _add_model(p)
-    p.add_argument("--top-k", type=int, default=20, metavar="K", help="labels per clip (default 20)")
+    p.add_argument("--top-k", type=int, default=LABELS_PER_CLIP, metavar="K",
+                   help=f"labels per clip (default {LABELS_PER_CLIP})")
     p.add_argument("--json", action="store_true",
                    help='print a JSON list: {"video", "labels": [{"id", "name", "score"}], '
                         '"random_weights"} per clip')
@@ -68,6 +73,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_extraction(p)
     add_quiet(p)
     p.set_defaults(run=run_classify)
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    from yt8m.cli_util import add_device, add_quiet
 
     p = commands.add_parser(
         "predict", help="shards -> Kaggle CSV (VideoId,LabelConfidencePairs)",
@@ -88,6 +97,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(run=run_predict)
 
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from yt8m.cli_util import add_fields, add_quiet
+
+    from .serve_guard import ServeSettings
+
+    defaults = ServeSettings()
     p = commands.add_parser(
         "serve", help="HTTP service: POST a video, get its labels as JSON",
         description="Serve a model over HTTP (FastAPI + uvicorn). GET / is a page to try it "
@@ -97,14 +113,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "http://127.0.0.1:8000/classify")
     _add_model(p)
     add_fields(p, ServeSettings, SERVE_FLAGS)
-    p.add_argument("--max-upload-mb", type=float, default=512, metavar="MB",
-                   help="largest accepted request body (default 512); larger ones get 413")
-    p.add_argument("--batch-wait-ms", type=float, default=10, metavar="MS",
-                   help="how long the first request of a batch waits for others (default 10)")
-    p.add_argument("--top-k", type=int, default=20, metavar="K", help="labels per clip (default 20)")
-    p.add_argument("--temp-dir", default=None, metavar="DIR",
-                   help="folder for uploads being classified (default: a new folder in the "
-                        "system's temp dir, removed at exit)")
+    max_mb, wait_ms = defaults.max_upload_bytes / (1 << 20), defaults.batch_wait_s * 1000
+    p.add_argument("--max-upload-mb", type=float, default=max_mb, metavar="MB",
+                   help=f"largest accepted request body (default {max_mb:g}); larger ones get 413")
+    p.add_argument("--batch-wait-ms", type=float, default=wait_ms, metavar="MS",
+                   help=f"how long the first request of a batch waits for others "
+                        f"(default {wait_ms:g})")
+    add_fields(p, ServeSettings, ["top_k", "temp_dir"])
     _add_extraction(p)
     add_quiet(p)
     p.set_defaults(run=run_serve)

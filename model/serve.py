@@ -59,8 +59,8 @@ class _Job:
     path: str
     name: str
     future: asyncio.Future
-    top_k: int = 20
-    segments: bool = False
+    top_k: int
+    segments: bool
     cancel: threading.Event = field(default_factory=threading.Event)  # set when it timed out
 
 

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from .config import LABELS_PER_CLIP
+
 TOKEN_ENV = "YT8M_SERVE_TOKEN"
 TEMP_PREFIX = "yt8m-serve-"
 
@@ -46,8 +48,9 @@ class ServeSettings:
     max_channels: int = _f(16, "most audio channels accepted; more gets 413")
     max_batch: int = _f(8, "requests gathered into one extraction + model call")
     batch_wait_s: float = 0.01
-    top_k: int = 20
-    temp_dir: str | None = None  # None: a fresh folder under the system's temp dir
+    top_k: int = _f(LABELS_PER_CLIP, "labels per clip", metavar="K")
+    temp_dir: str | None = _f(None, "folder for uploads being classified (default: a new folder "
+                                    "in the system's temp dir, removed at exit)", metavar="DIR")
     quiet: bool = False
 
 
