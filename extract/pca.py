@@ -27,13 +27,13 @@ videos only (< 2 audio vectors) give an all-zero audio PCA the same way.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from yt8m.atomic import write_json
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, INCEPTION_DIM, RGB_DIM
 
@@ -289,10 +289,7 @@ def fit_pca(rgb_2048: np.ndarray, audio_128: np.ndarray, out_dir: str) -> dict:
             "rgb_frames": int(len(rgb_2048)), "audio_vectors": int(len(audio_128)),
             "rgb_components": int(k_rgb), "audio_components": int(k_audio),
             "note": "components beyond *_components are zero: those outputs are always 0"}
-    tmp = os.path.join(out_dir, f".{FITTED_MARKER}.partial")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, FITTED_MARKER))
+    write_json(os.path.join(out_dir, FITTED_MARKER), meta, indent=2)
     return meta
 
 

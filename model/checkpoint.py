@@ -14,13 +14,13 @@ representation), holds only tensors and plain Python values, and loads with
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
 
 import torch
 
+from yt8m.atomic import replacing, write_json
 from yt8m.errors import UsageError
 from yt8m.representation import DEFAULT_MAX_FRAMES, Representation, dequantize
 from yt8m.vocabulary import Vocabulary
@@ -55,20 +55,8 @@ def point_latest(out: str, run_dir: str) -> None:
 
 
 def atomic_save(obj: dict, path: str) -> None:
-    tmp = f"{path}.partial"
-    with open(tmp, "wb") as f:
+    with replacing(path, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def write_summary(folder: str, config: ModelConfig, representation: Representation,
@@ -79,7 +67,7 @@ def write_summary(folder: str, config: ModelConfig, representation: Representati
         "model": dataclasses.asdict(config), "data_kind": data_kind,
         "representation": dataclasses.asdict(representation),
         "vocabulary": {"name": ref.name, "fingerprint": ref.fingerprint, "num_classes": ref.num_classes},
-        **extra})
+        **extra}, indent=1, sort_keys=True)
     vocabulary.save(folder)
 
 

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import official
+from .atomic import write_json
 from .errors import UsageError
 from .report import Report
 from .representation import OFFICIAL
@@ -142,12 +143,7 @@ def _parse(data: bytes, task: ImportTask) -> VideoRecord:
 
 
 def _write_marker(path: str, rejected: list[tuple[str, str]]) -> None:
-    tmp = f"{path}.{os.getpid()}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"rejected": [list(r) for r in rejected]}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json(path, {"rejected": [list(r) for r in rejected]})
 
 
 def report_duplicates(out_dir: str, report: Report) -> None:

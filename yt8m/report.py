@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 
+from .atomic import write_json
 from .errors import EXIT_OK, EXIT_PARTIAL
 
 
@@ -30,10 +30,7 @@ class Report:
                 "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "done": self.done,
                 "rejected": [{"input": n, "reason": r} for n, r in self.rejected]}
-        tmp = path + ".partial"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(body, f, indent=1)
-        os.replace(tmp, path)
+        write_json(path, body, indent=1)
         print(f"{len(self.rejected)} input(s) rejected; see {path}", file=sys.stderr)
         return path
 

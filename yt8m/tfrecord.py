@@ -23,6 +23,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from .atomic import replacing
+
 try:  # hardware-accelerated (SSE4.2 / ARMv8) CRC32C; several GB/s
     from crc32c import crc32c as _crc32c
 except ImportError:  # pragma: no cover - exercised only without the package
@@ -102,13 +104,9 @@ class TFRecordWriter:
 
 def write_tfrecord(path: str, records: Iterable[bytes]) -> int:
     """Write a whole file atomically (temp name, fsync, rename); returns the record count."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
-    with open(tmp, "wb") as f, TFRecordWriter(f) as w:
+    with replacing(path, "wb") as f, TFRecordWriter(f) as w:
         for r in records:
             w.write(r)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
     return w.count
 
 

@@ -14,6 +14,7 @@ import io
 import os
 from dataclasses import dataclass, field
 
+from .atomic import replacing
 from .errors import UsageError
 
 COLUMNS = ["Index", "TrainVideoCount", "KnowledgeGraphId", "Name", "WikiUrl",
@@ -89,10 +90,8 @@ class Vocabulary:
 
     def save(self, directory: str) -> str:
         path = os.path.join(directory, FILENAME)
-        tmp = path + ".partial"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with replacing(path) as f:
             f.write(self.to_csv())
-        os.replace(tmp, path)
         return path
 
     @classmethod
