@@ -203,7 +203,11 @@ class Extractor:
                 ) -> Iterator[tuple[int, Iterator[Event]]]:
         """(index, event stream) per video in order, decoded ahead by the workers."""
         workers = self.config.workers
-        check = (lambda i: (lambda: cancelled(i))) if cancelled else (lambda i: (lambda: False))
+
+        def check(i: int) -> Callable[[], bool]:
+            """Video i's cancellation test, for the decoder to ask between chunks."""
+            return (lambda: cancelled(i)) if cancelled else (lambda: False)
+
         if workers <= 0:
             for i, (p, n) in enumerate(zip(paths, names)):
                 yield i, self._decode(p, n, check(i))
