@@ -50,17 +50,7 @@ def read_labels(csv_path: str, videos_dir: str, vocabulary: Vocabulary | None = 
 
     known_ids: the videos found under videos_dir (ids); rows naming other files are bad.
     """
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise UsageError(f"cannot read --labels {csv_path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--labels {csv_path}: not a UTF-8 text file") from None
-    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["video", "labels"]:
-        raise UsageError(f"--labels {csv_path}: the first line must be the header "
-                         "`video,labels` (then one line per video: path,label;label;...)")
-
+    rows = _read_rows(csv_path)
     problems: list[str] = []
     parsed: list[tuple[int, str, list[str]]] = []
     seen: dict[str, int] = {}
@@ -105,10 +95,29 @@ def read_labels(csv_path: str, videos_dir: str, vocabulary: Vocabulary | None = 
         by_video[vid] = np.array(sorted(set(ids)), dtype=np.int32)
 
     if problems:
-        problems.sort(key=lambda p: int(p.split(":")[0].split()[1]))
-        shown = problems[:MAX_LISTED]
-        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
-        raise UsageError(f"--labels {csv_path}: {len(problems)} bad row(s); nothing was "
-                         "extracted. Fix these rows and run again:\n  "
-                         + "\n  ".join(shown) + more)
+        raise _bad_rows(csv_path, problems)
     return Labels(vocabulary, by_video)
+
+
+def _read_rows(csv_path: str) -> list[list[str]]:
+    """The file's rows, its header checked."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise UsageError(f"cannot read --labels {csv_path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--labels {csv_path}: not a UTF-8 text file") from None
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["video", "labels"]:
+        raise UsageError(f"--labels {csv_path}: the first line must be the header "
+                         "`video,labels` (then one line per video: path,label;label;...)")
+    return rows
+
+
+def _bad_rows(csv_path: str, problems: list[str]) -> UsageError:
+    """Every bad row in line order (the first MAX_LISTED), in one error."""
+    problems = sorted(problems, key=lambda p: int(p.split(":")[0].split()[1]))
+    shown = problems[:MAX_LISTED]
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return UsageError(f"--labels {csv_path}: {len(problems)} bad row(s); nothing was "
+                      "extracted. Fix these rows and run again:\n  " + "\n  ".join(shown) + more)
