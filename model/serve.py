@@ -377,6 +377,16 @@ class _ClassifyRoute:
         return got.to_json()
 
 
+def _health(classifier: Classifier, batcher: Batcher, upload_dir: str) -> dict:
+    loaded = classifier.loaded
+    # The model folder's name only: a path would tell clients about this machine.
+    model_name = os.path.basename(os.path.dirname(loaded.path)) or "model"
+    return {"status": "ok", "model": model_name, "architecture": loaded.config.name,
+            "classes": len(loaded.vocabulary), "vocabulary": loaded.vocabulary.name,
+            "random_weights": classifier.random_weights,
+            "uploads_in_flight": len(os.listdir(upload_dir)), "batches": batcher.batches}
+
+
 def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     """The FastAPI app around a loaded Classifier (model + extractor)."""
     settings = settings or ServeSettings()
@@ -416,12 +426,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
 
     @app.get("/health")
     async def health() -> dict:
-        # The model folder's name only: a path would tell clients about this machine.
-        model_name = os.path.basename(os.path.dirname(loaded.path)) or "model"
-        return {"status": "ok", "model": model_name, "architecture": loaded.config.name,
-                "classes": len(loaded.vocabulary), "vocabulary": loaded.vocabulary.name,
-                "random_weights": classifier.random_weights,
-                "uploads_in_flight": len(os.listdir(upload_dir)), "batches": batcher.batches}
+        return _health(classifier, batcher, upload_dir)
 
     @app.get("/labels")
     async def labels() -> dict:
