@@ -36,7 +36,7 @@ import numpy as np
 
 TARGET_RATE = 16000
 _GEMM_MAX_ENTRIES = 1 << 22  # phase matrix H [P, A, Q] up to 32 MB of float64
-_BLOCK_ROWS = 2048  # input rows of Q samples per product, to bound temporaries
+_BLOCK_BYTES = 8 << 20  # float64 temporaries per block of outputs
 _FFT_ROWS = 8  # windows longer than this many rows of Q samples: FFT beats the product
 
 
@@ -120,17 +120,21 @@ def _output_length(n: int, rate: int) -> int:
     return int(n * float(TARGET_RATE) / float(rate))  # resampy's expression, to the sample
 
 
-def _padded(x: np.ndarray, plan: _Plan, length: int) -> np.ndarray:
-    """x with L - 1 zeros before it (window of output 0 starts at index 0) and zeros after,
-    `length` samples in all."""
+def _segment(x: np.ndarray, plan: _Plan, start: int, length: int) -> np.ndarray:
+    """Samples start .. start + length - 1 of the padded signal (L - 1 zeros, then x, then
+    zeros: the window of output 0 starts at 0), as float64. Blocks of it are built one
+    at a time, so a long track is never copied whole."""
     out = np.zeros(length, np.float64)
-    out[plan.half - 1:plan.half - 1 + len(x)] = x
+    lo = start - (plan.half - 1)  # where the segment starts in x
+    a, b = max(lo, 0), min(lo + length, len(x))
+    if b > a:
+        out[a - lo:b - lo] = x[a:b]
     return out
 
 
-def _by_gemm(x: np.ndarray, plan: _Plan, phases: np.ndarray, n_out: int) -> np.ndarray:
-    """All phases at once: input reshaped to rows of Q samples; output t = r + mP is
-    sum_a X[m + a] . H[r, a], with H holding phase r's window at its start n_r < Q."""
+def _by_gemm(x: np.ndarray, plan: _Plan, phases: np.ndarray, y: np.ndarray) -> None:
+    """All phases at once. Input rows of Q samples X[m]; output t = mP + r is
+    sum_a X[m + a] . H[r, a], where H[r] holds phase r's window from n_r = rQ // P < Q."""
     P, Q, W = plan.up, plan.down, plan.width
     A = -(-(Q - 1 + W) // Q)  # rows a window can touch
     H = np.zeros((P, A * Q), np.float64)
@@ -138,68 +142,52 @@ def _by_gemm(x: np.ndarray, plan: _Plan, phases: np.ndarray, n_out: int) -> np.n
         start = (r * Q) // P
         H[r, start:start + W] = phases[r]
     H = H.reshape(P * A, Q).T  # [Q, P*A]
-    M = -(-n_out // P)
-    X = _padded(x, plan, (M + A) * Q).reshape(M + A, Q)
-    y = np.empty((M, P), np.float64)
-    for m0 in range(0, M, _BLOCK_ROWS):
-        rows = min(_BLOCK_ROWS, M - m0)
-        Z = (X[m0:m0 + rows + A - 1] @ H).reshape(rows + A - 1, P, A)
+    step = max(1, _BLOCK_BYTES // (8 * max(Q, P * A)))
+    for m0 in range(0, len(y), step):
+        rows = min(step, len(y) - m0)
+        X = _segment(x, plan, m0 * Q, (rows + A - 1) * Q).reshape(rows + A - 1, Q)
+        Z = (X @ H).reshape(rows + A - 1, P, A)
         block = Z[0:rows, :, 0].copy()
         for a in range(1, A):
             block += Z[a:a + rows, :, a]
         y[m0:m0 + rows] = block
-    return y.reshape(-1)[:n_out]
 
 
-def _by_phase(x: np.ndarray, plan: _Plan, phases: np.ndarray, n_out: int) -> np.ndarray:
+def _by_phase(x: np.ndarray, plan: _Plan, phases: np.ndarray, y: np.ndarray) -> None:
     """Phase by phase: the windows of outputs r, r + P, ... step by Q >= W input samples,
     a strided view that BLAS reads in place."""
     P, Q, W = plan.up, plan.down, plan.width
-    M = -(-n_out // P)
-    xp = _padded(x, plan, M * Q + Q + W)
-    y = np.empty(M * P, np.float64)
-    for r in range(P):
-        count = len(range(r, n_out, P))
-        start = (r * Q) // P
-        windows = np.lib.stride_tricks.as_strided(xp[start:], (count, W), (Q * 8, 8),
-                                                  writeable=False)
-        y[r:n_out:P] = windows @ phases[r]
-    return y[:n_out]
+    step = max(1, 8 * _BLOCK_BYTES // (8 * Q))  # larger blocks: a Python loop of P per block
+    for m0 in range(0, len(y), step):
+        rows = min(step, len(y) - m0)
+        X = _segment(x, plan, m0 * Q, (rows + 1) * Q + W)
+        for r in range(P):
+            windows = np.lib.stride_tricks.as_strided(X[(r * Q) // P:], (rows, W), (Q * 8, 8),
+                                                      writeable=False)
+            y[m0:m0 + rows, r] = windows @ phases[r]
 
 
-def _by_fft(x: np.ndarray, plan: _Plan, phases: np.ndarray, n_out: int) -> np.ndarray:
+def _by_fft(x: np.ndarray, plan: _Plan, phases: np.ndarray, y: np.ndarray,
+            size: int = 8192, group: int = 64) -> None:
     """Few phases with long windows (48 kHz: one phase, 302 taps every 3 samples): each
-    phase's sums for every input position by FFT (overlap-save), then every Q-th."""
+    phase's sums at every input position by FFT (overlap-save, blocks of `hop` positions,
+    a multiple of Q), of which every Q-th is an output."""
     P, Q, W = plan.up, plan.down, plan.width
-    M = -(-n_out // P)
-    xp = _padded(x, plan, M * Q + Q + W)
-    y = np.empty(M * P, np.float64)
+    size = max(size, 1 << (2 * (W + Q)).bit_length())
+    hop = (size - W + 1) // Q * Q
+    per_block = hop // Q  # outputs of one phase per block
+    blocks = -(-len(y) // per_block)
     for r in range(P):
-        count = len(range(r, n_out, P))
-        start = (r * Q) // P
-        sums = _correlate(xp[start:start + (count - 1) * Q + W], phases[r])
-        y[r:n_out:P] = sums[::Q]
-    return y[:n_out]
-
-
-def _correlate(x: np.ndarray, h: np.ndarray, size: int = 8192) -> np.ndarray:
-    """c[s] = sum_j h[j] x[s + j] for s = 0 .. len(x) - len(h) (overlap-save: each block
-    of `size` samples gives size - len(h) + 1 sums), a few hundred blocks at a time."""
-    W = len(h)
-    size = max(size, 1 << (2 * W - 1).bit_length())
-    hop = size - W + 1
-    n = len(x) - W + 1
-    blocks = -(-n // hop)
-    x = np.concatenate([x, np.zeros(blocks * hop + W - 1 - len(x))])
-    kernel = np.conj(np.fft.rfft(h, size))
-    out = np.empty(blocks * hop, np.float64)
-    for b0 in range(0, blocks, 256):
-        b1 = min(blocks, b0 + 256)
-        segments = np.lib.stride_tricks.as_strided(x[b0 * hop:], (b1 - b0, size), (hop * 8, 8),
-                                                   writeable=False)
-        sums = np.fft.irfft(np.fft.rfft(segments, axis=1) * kernel, size, axis=1)
-        out[b0 * hop:b1 * hop] = sums[:, :hop].reshape(-1)
-    return out[:n]
+        kernel = np.conj(np.fft.rfft(phases[r], size))
+        for b0 in range(0, blocks, group):
+            b1 = min(blocks, b0 + group)
+            X = _segment(x, plan, (r * Q) // P + b0 * hop, (b1 - b0) * hop + W - 1)
+            segments = np.lib.stride_tricks.as_strided(X, (b1 - b0, hop + W - 1), (hop * 8, 8),
+                                                       writeable=False)
+            sums = np.fft.irfft(np.fft.rfft(segments, size, axis=1) * kernel, size, axis=1)
+            outputs = sums[:, :hop:Q].reshape(-1)
+            m0 = b0 * per_block
+            y[m0:m0 + len(outputs), r] = outputs[:len(y) - m0]
 
 
 def resample_to_16k(mono: np.ndarray, rate: int) -> np.ndarray:
@@ -216,32 +204,31 @@ def resample_to_16k(mono: np.ndarray, rate: int) -> np.ndarray:
     if n_out < 1:
         raise ValueError(f"{len(mono)} samples at {rate} Hz are too few to resample")
     plan, phases = _plan(int(rate))
-    x = mono.astype(np.float64, copy=False)
+    y = np.empty((-(-n_out // plan.up), plan.up), dtype)  # row m: outputs mP .. mP + P - 1
     rows = -(-(plan.down - 1 + plan.width) // plan.down)  # A: input rows of Q per window
     if rows > _FFT_ROWS:
-        y = _by_fft(x, plan, phases, n_out)
+        _by_fft(mono, plan, phases, y)
     elif plan.up * rows * plan.down <= _GEMM_MAX_ENTRIES:
-        y = _by_gemm(x, plan, phases, n_out)
+        _by_gemm(mono, plan, phases, y)
     else:  # thousands of phases (an odd rate): then Q >= W and the strided view is free
-        y = _by_phase(x, plan, phases, n_out)
-    _refit_rounded(x, plan, y)
-    return y.astype(dtype, copy=False)
+        _by_phase(mono, plan, phases, y)
+    y = y.reshape(-1)[:n_out]
+    _refit_rounded(mono, plan, y)
+    return y
 
 
-def _refit_rounded(x: np.ndarray, plan: _Plan, y: np.ndarray) -> None:
+def _refit_rounded(x: np.ndarray, plan: _Plan, y: np.ndarray, chunk: int = 1 << 17) -> None:
     """Outputs where resampy's float time t * rate / 16000 rounds to another input sample
     than the exact one (none at the usual rates, checked up to an hour) get resampy's
     own weights for that sample, so the result follows resampy there too."""
-    t = np.arange(len(y), dtype=np.int64)
     increment = 1.0 / (float(TARGET_RATE) / plan.rate)
-    position = t * increment
-    n = position.astype(np.int64)
-    for i in np.nonzero(n != (t * plan.down) // plan.up)[0]:
-        weights = _weights(plan, plan.scale * (position[i] - n[i]))
-        window = np.zeros(plan.width, np.float64)
-        lo, hi = n[i] - plan.half + 1, n[i] + plan.half + 1
-        window[max(0, -lo):plan.width - max(0, hi - len(x))] = x[max(0, lo):min(len(x), hi)]
-        y[i] = window @ weights
+    for t0 in range(0, len(y), chunk):
+        t = np.arange(t0, min(len(y), t0 + chunk), dtype=np.int64)
+        position = t * increment
+        n = position.astype(np.int64)
+        for i in np.nonzero(n != (t * plan.down) // plan.up)[0]:
+            weights = _weights(plan, plan.scale * (position[i] - n[i]))
+            y[t[i]] = _segment(x, plan, int(n[i]), plan.width) @ weights
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
