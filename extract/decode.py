@@ -53,7 +53,8 @@ VIDEO_EXTENSIONS = frozenset({
     ".divx", ".dv", ".mxf",
 })
 TIME_TOLERANCE_S = 1e-4  # float32 seconds resolve ~3e-5 s at 360 s; 29.97 fps is 1 ms off
-CHUNK_FRAMES = 8  # and at most this many, so inference can start early
+CHUNK_FRAMES = 8  # and at most this many
+FIRST_CHUNK_FRAMES = 2  # chunks grow 2, 4, 8: the first frames reach inference early
 DECODE_THREADS = 2  # per video; 0 (decord's "auto") fails on VP9 with decord 3.4
 _MAX_SANE_TIME_S = 1e7  # beyond this a timestamp is "no timestamp" (AV_NOPTS_VALUE)
 
@@ -115,6 +116,15 @@ def frame_indices(starts: np.ndarray, ends: np.ndarray,
     # Largest start <= t; t = 0 always has the first frame.
     pos = np.searchsorted(sorted_starts, wanted, side="right") - 1
     return order[np.maximum(pos, 0)].astype(np.int64), duration
+
+
+def chunk_lengths(per_chunk: int) -> Iterator[int]:
+    """Frames per chunk: FIRST_CHUNK_FRAMES, doubling up to per_chunk, so inference starts
+    while the rest decodes (at 720p, 8 frames are 200 decoded frames: ~0.3 s)."""
+    size = max(1, min(FIRST_CHUNK_FRAMES, per_chunk))
+    while True:
+        yield size
+        size = min(2 * size, per_chunk)
 
 
 # --------------------------------------------------------------------------- checks
@@ -283,15 +293,18 @@ class DecordVideo:
         frame_bytes = max(1, info.width * info.height * 3)
         per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
         keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
-        for a in range(0, info.n_frames, per_chunk):
-            idx = info.indices[a:a + per_chunk]
+        a = 0
+        for length in chunk_lengths(per_chunk):
+            if a >= info.n_frames:
+                return
+            idx = info.indices[a:a + length]
             try:
                 chunk = reader.get_batch(idx.tolist()).asnumpy()
                 # decord's decoder thread keeps decoding ahead into an unbounded queue
                 # while we wait (10 GB in a minute at 1080p); a seek empties it. We seek
                 # exactly onto a keyframe (decord's fast seek is only exact there) before
                 # the next chunk, and get_batch decodes forward from it.
-                nxt = int(info.indices[a + per_chunk]) if a + per_chunk < info.n_frames else 0
+                nxt = int(info.indices[a + length]) if a + length < info.n_frames else 0
                 keys = keyframes[keyframes <= nxt]
                 reader.seek(int(keys[-1]) if len(keys) else 0)
             except Exception as e:  # noqa: BLE001
@@ -300,6 +313,7 @@ class DecordVideo:
             if chunk.shape[1:] != (info.height, info.width, 3):
                 raise RejectedInput(self.name, f"decord returned frames of shape {chunk.shape[1:]} "
                                                f"after {(info.height, info.width, 3)}")
+            a += length
             yield chunk
 
 

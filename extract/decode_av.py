@@ -28,7 +28,8 @@ import numpy as np
 
 from yt8m.errors import RejectedInput
 
-from .decode import CHUNK_BYTES, CHUNK_FRAMES, DecoderFailed, VideoInfo, frame_indices, short_reason
+from .decode import (CHUNK_BYTES, CHUNK_FRAMES, DecoderFailed, VideoInfo, chunk_lengths,
+                     frame_indices, short_reason)
 from .resample import TARGET_RATE, resample_to_16k
 
 TRUNCATION_TOLERANCE_S = 1.0  # declared minus decodable duration beyond this (and 5 %) is a cut file
@@ -97,13 +98,13 @@ class AvVideo:
                ) -> Iterator[np.ndarray]:
         """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order."""
         frame_bytes = max(1, self.info.width * self.info.height * 3)
-        per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
-        buffer: list[np.ndarray] = []
+        lengths = chunk_lengths(max(1, min(chunk_frames, chunk_bytes // frame_bytes)))
+        want, buffer = next(lengths), []
         for frame in self._frames_in_order():
             buffer.append(frame)
-            if len(buffer) == per_chunk:
+            if len(buffer) == want:
                 yield np.stack(buffer)
-                buffer = []
+                want, buffer = next(lengths), []
         if buffer:
             yield np.stack(buffer)
 

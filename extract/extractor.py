@@ -5,16 +5,16 @@ to quantized features; the extract command and the classify/serve commands all
 call it, and it keeps its backbones loaded between calls.
 
 How the work overlaps: `workers` decoder threads each take the next video,
-decode and frame its audio (first: decord decodes a track at once, and its peak
-had better not add to the frames in flight), decode its frames in bounded chunks
-(extract/decode.py), resize them to 299x299 on CPU runs (on a GPU the resize runs
-on the device), and pass them through a small per-video queue. The calling thread feeds frames
-of consecutive videos into shared batches of `batch_size` for Inception, runs
-VGGish per video, and yields videos in input order as soon as all their frames
-are embedded. Threads rather than processes: decord's decoder and torch's
+decode its frames in bounded chunks (extract/decode.py; small ones first, so
+inference starts early), resize them to 299x299 on CPU runs (on a GPU the resize
+runs on the device), then decode and frame its audio, and pass all that through
+a small per-video queue. The calling thread feeds frames of consecutive videos
+into shared batches of `batch_size` for Inception, runs VGGish per video, and
+yields videos in input order as soon as all their frames are embedded. Threads
+rather than processes: FFmpeg's decoders (through PyAV or decord) and torch's
 kernels release the GIL, so threads overlap as processes would, without copying
-every frame between processes or loading torch once per worker. Memory is bounded
-by (workers + 1) videos x (queue depth + 1) chunks of at most CHUNK_BYTES.
+every frame between processes or loading torch once per worker. Memory is
+bounded by (workers + 1) videos x (queue depth + 1) chunks of at most CHUNK_BYTES.
 """
 from __future__ import annotations
 
@@ -162,13 +162,8 @@ class Extractor:
             video = open_video(path, self.config.max_frames, name,
                                frame_threads=not self.resize_in_decoder,  # inference on a GPU
                                accept_truncated=self.config.accept_truncated)
-            info = video.info
-            yield Opened(info.n_frames)
-            # Sound first (decoded as a stream, only the seconds the frames need): the
-            # frames then stream through without the audio's memory on top of them.
-            wave = read_audio(path, info.n_frames, name)
-            examples = None if wave is None else audio_examples(wave, info.n_frames)
-            del wave
+            n_frames = video.info.n_frames
+            yield Opened(n_frames)
             for chunk in video.chunks(self.config.chunk_bytes):
                 if cancelled():
                     raise RejectedInput(name, "cancelled (its request timed out)")
@@ -180,7 +175,10 @@ class Extractor:
                 del chunk
                 yield Frames(frames)
             del video
-            yield Sound(examples)
+            # Sound after the frames, so inference starts on them at once. It is decoded
+            # as a stream, only the seconds the frames need (tens of MB at most).
+            wave = read_audio(path, n_frames, name)
+            yield Sound(None if wave is None else audio_examples(wave, n_frames))
         except RejectedInput as e:
             yield Rejected(e)
         except Exception as e:  # noqa: BLE001 - one odd file must not stop the job
