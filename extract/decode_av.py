@@ -43,10 +43,10 @@ def _av():
     return av
 
 
-def _open(path: str, name: str):
+def _open(path: str, name: str, hwaccel=None):
     av = _av()
     try:
-        return av.open(path)
+        return av.open(path, hwaccel=hwaccel)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise DecoderFailed(name, f"PyAV cannot open it ({short_reason(e)})") from None
 
@@ -64,6 +64,9 @@ class AvVideo:
     frame_threads: bool = False
     accept_truncated: bool = False
     decoder: str = "pyav"
+    # FFmpeg's hardware decoding (av.codec.hwaccel.HWAccel), for trying it on a GPU
+    # machine (bench/extract_gpu.py checks its frames against software decoding).
+    hwaccel: object = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: str, max_frames: int, name: str, frame_threads: bool = False,
@@ -138,7 +141,7 @@ class AvVideo:
         av = _av()
         remaining = sum(len(p) for p in self.wanted.values())
         counter = 0
-        with _open(self.path, self.name) as container:
+        with _open(self.path, self.name, self.hwaccel) as container:
             stream = container.streams.video[0]
             # Frame threads only where cores are idle (inference on a GPU); on a CPU they
             # compete with inference. FFmpeg hands skip_frame to each frame thread with its
