@@ -61,12 +61,14 @@ class AvVideo:
     rotation: int  # counter-clockwise degrees
     wanted: dict[int, list[int]] = field(repr=False)  # packet key -> output positions
     by_pts: bool = True  # keys are pts; else decode order counters (no timestamps)
+    gops: "_GopPlan | None" = field(default=None, repr=False)  # None: decode every packet
     frame_threads: bool = False
     accept_truncated: bool = False
     decoder: str = "pyav"
     # FFmpeg's hardware decoding (av.codec.hwaccel.HWAccel), for trying it on a GPU
     # machine (bench/extract_gpu.py checks its frames against software decoding).
     hwaccel: object = field(default=None, repr=False)
+    decoded_packets: int = 0  # packets sent to the decoder by the last chunks()
 
     @classmethod
     def open(cls, path: str, max_frames: int, name: str, frame_threads: bool = False,
@@ -77,9 +79,9 @@ class AvVideo:
                 raise DecoderFailed(name, "no video stream (the file holds no video frames)")
             stream = container.streams.video[0]
             declared = _declared_seconds(container, stream)
-            times = _packet_times(container, stream, name)
+            packets = _read_packets(container, stream, name)
+            starts, ends, keys, by_pts = _presentation(packets, stream)
             first = _first_frame(container, stream, name)
-        starts, ends, keys, by_pts = times
         if len(starts) == 1:
             raise RejectedInput(name, "zero duration: a single frame (a still image, not a video)")
         indices, duration = frame_indices(starts, ends, max_frames)
@@ -95,7 +97,9 @@ class AvVideo:
         if rotation in (90, 270):
             h, w = w, h
         info = VideoInfo(path, w, h, len(starts), duration, np.asarray(indices, np.int64))
-        return cls(path, name, info, rotation, wanted, by_pts, frame_threads, accept_truncated)
+        gops = _GopPlan.make(packets, set(wanted)) if by_pts else None
+        return cls(path, name, info, rotation, wanted, by_pts, gops, frame_threads,
+                   accept_truncated)
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
                ) -> Iterator[np.ndarray]:
@@ -148,10 +152,16 @@ class AvVideo:
             # packet, so skipping stays per packet (checked: the same frames either way).
             stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
             context = stream.codec_context
+            self.decoded_packets, active = 0, True
             try:
                 for packet in container.demux(stream):
+                    if self.gops is not None and packet.size:  # (size 0: the final flush)
+                        wanted, active = self.gops.step(packet.pts, active)
+                        if not wanted:
+                            continue
                     if self.by_pts and packet.pts is not None:
                         context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
+                    self.decoded_packets += packet.size > 0
                     for frame in packet.decode():
                         self._check_size(frame)
                         positions = self.wanted.get(frame.pts if self.by_pts else counter, ())
@@ -193,24 +203,40 @@ def _stored_size(info: VideoInfo, rotation: int) -> tuple[int, int]:
     return (info.height, info.width) if rotation in (90, 270) else (info.width, info.height)
 
 
-def _packet_times(container, stream, name: str):
-    """Each frame's presentation interval (s) from the packets, in presentation order,
-    and the key that finds its decoded frame: (starts, ends, keys, by_pts)."""
+@dataclass
+class _Packets:
+    """The video packets in decode order, as the demuxer gives them (no decoding)."""
+
+    pts: list  # int, or None where the stream has no timestamps
+    durations: list[int]
+    restarts: list[bool]  # decoding may start afresh here: nothing after it looks back
+
+
+def _read_packets(container, stream, name: str) -> _Packets:
     av = _av()
-    pts, durations = [], []
+    packets = _Packets([], [], [])
+    restart = _restart_test(stream)
     try:
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream marker
                 continue
-            pts.append(packet.pts)
-            durations.append(packet.duration or 0)
+            packets.pts.append(packet.pts)
+            packets.durations.append(packet.duration or 0)
+            packets.restarts.append(restart(packet))
     except av.error.FFmpegError as e:
-        if not pts:
+        if not packets.pts:
             raise DecoderFailed(name, f"unreadable video packets ({short_reason(e)})") from None
-    if not pts:
+    if not packets.pts:
         raise DecoderFailed(name, "no video frames in the video stream")
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
     container.seek(0)
+    return packets
+
+
+def _presentation(packets: _Packets, stream):
+    """Each frame's presentation interval (s), in presentation order, and the key that
+    finds its decoded frame: (starts, ends, keys, by_pts)."""
+    pts = packets.pts
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
     if any(p is None for p in pts):  # no timestamps: a constant rate, frames in order
         starts = np.arange(len(pts)) / rate
         return starts, starts + 1.0 / rate, np.arange(len(pts)), False
@@ -218,13 +244,85 @@ def _packet_times(container, stream, name: str):
     # decord's do: the n-th frame shown.
     order = np.argsort(np.asarray(pts, np.int64), kind="stable")
     keys = np.asarray(pts, np.int64)[order]
-    lengths = np.asarray(durations, np.float64)[order]
+    lengths = np.asarray(packets.durations, np.float64)[order]
     tb = float(stream.time_base)
     starts = keys * tb
     ends = starts + np.where(lengths > 0, lengths * tb, 1.0 / rate)
     return starts, ends, keys, True
 
 
+# Codecs whose keyframes drop every earlier reference (given no frame reordering, see
+# _GopPlan): H.264 only at IDR pictures, checked in the packet; HEVC's IRAP pictures
+# without leading pictures; the others' key frames by definition.
+_RESTART_AT_KEYFRAMES = frozenset({"hevc", "vp8", "vp9", "av1", "mpeg4", "h263", "mpeg1video",
+                                   "mpeg2video", "mjpeg", "theora", "prores", "dnxhd"})
+
+
+def _restart_test(stream):
+    """packet -> whether decoding may start afresh there (False for unknown codecs)."""
+    codec = stream.codec_context.name
+    if codec == "h264":
+        extradata = stream.codec_context.extradata
+        return lambda packet: packet.is_keyframe and _h264_has_idr(bytes(packet), extradata)
+    if codec in _RESTART_AT_KEYFRAMES:
+        return lambda packet: packet.is_keyframe
+    return lambda packet: False
+
+
+def _h264_has_idr(data: bytes, extradata: bytes | None) -> bool:
+    """Whether an H.264 access unit holds an IDR slice (NAL type 5). A keyframe flag alone
+    is not enough: after a recovery-point I picture, P pictures may still refer back."""
+    if extradata and extradata[0] == 1:  # avcC: each NAL unit prefixed by its length
+        size, at = (extradata[4] & 3) + 1, 0
+        while at + size < len(data):
+            kind = data[at + size] & 0x1F
+            if kind in (1, 5):  # the first slice decides
+                return kind == 5
+            at += size + int.from_bytes(data[at:at + size], "big")
+        return False
+    at = data.find(b"\x00\x00\x01")  # Annex B: NAL units after start codes
+    while 0 <= at < len(data) - 3:
+        kind = data[at + 3] & 0x1F
+        if kind in (1, 5):
+            return kind == 5
+        at = data.find(b"\x00\x00\x01", at + 3)
+    return False
+
+
+@dataclass(frozen=True)
+class _GopPlan:
+    """Which packets the kept frames need, for streams without frame reordering.
+
+    A group of pictures runs from one restart point to the next. Packets of a group that
+    holds no kept frame, and those after a group's last kept frame, are not decoded:
+    nothing after the next restart point refers to them, and without reordering no frame
+    waits in the decoder for a later packet. (With reordering, every packet is decoded;
+    only unneeded non-reference frames are skipped, by FFmpeg.)"""
+
+    restarts: frozenset  # pts of every restart point
+    needed: frozenset  # pts of the restart points whose group holds a kept frame
+    last: frozenset  # pts of each group's last kept frame
+
+    @classmethod
+    def make(cls, packets: _Packets, kept: set[int]) -> "_GopPlan | None":
+        pts = np.asarray(packets.pts, np.int64)
+        restarts = np.flatnonzero(packets.restarts)
+        if np.any(np.diff(pts) <= 0) or len(restarts) == 0 or restarts[0] != 0:
+            return None
+        is_kept = np.isin(pts, np.fromiter(kept, np.int64, len(kept)))
+        needed, last = set(), set()
+        for a, b in zip(restarts, list(restarts[1:]) + [len(pts)]):
+            hits = np.flatnonzero(is_kept[a:b])
+            if len(hits):
+                needed.add(int(pts[a]))
+                last.add(int(pts[a + hits[-1]]))
+        return cls(frozenset(pts[restarts].tolist()), frozenset(needed), frozenset(last))
+
+    def step(self, pts: int | None, active: bool) -> tuple[bool, bool]:
+        """(decode this packet, decode the ones after it); `active`: the answer so far."""
+        if pts in self.restarts:
+            active = pts in self.needed
+        return active, active and pts not in self.last
 def _first_frame(container, stream, name: str):
     av = _av()
     try:

@@ -55,6 +55,14 @@ def clips(tmp_path_factory):
     out["vfr"] = str(d / "vfr.mp4")
     ffmpeg("-i", carphone, "-vf", "select='not(between(t,1.0,2.5))'", "-fps_mode", "vfr",
            "-c:v", "libx264", "-an", out["vfr"])
+    # No reordering, so whole groups of pictures and their tails need no decoding: short
+    # groups (0.4 s), groups that start at every kept frame (1 s at 25 fps), every frame
+    # a keyframe (all-intra), and short groups in MPEG-TS (H.264 in Annex B form).
+    for name, container, gop in (("short_gop", "mp4", 12), ("aligned", "mp4", 25),
+                                 ("intra", "mp4", 1), ("short_gop_ts", "ts", 10)):
+        out[name] = str(d / f"{name}.{container}")
+        ffmpeg("-i", bbb, "-t", "4.6", "-vf", "scale=320:-2,fps=25", "-c:v", "libx264", "-bf", "0",
+               "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-an", out[name])
     # A valid 16x16 H.264 clip (decord returns 6 channels for it).
     out["tiny"] = str(d / "tiny16.mp4")
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=16x16:rate=25", "-t", "3", "-c:v", "libx264",
@@ -96,6 +104,46 @@ def test_kept_frames_are_exactly_those_of_a_full_decode(clips, name):
     np.testing.assert_array_equal(np.concatenate(list(second.chunks(chunk_frames=64))), ours)
     threaded = decode.open_video(clips[name], frame_threads=True)  # as on a GPU machine
     np.testing.assert_array_equal(np.concatenate(list(threaded.chunks(chunk_frames=3))), ours)
+
+
+def _packets(path: str) -> list:
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return [(p.is_keyframe, bytes(p), stream.codec_context.extradata)
+                for p in container.demux(stream) if p.size]
+
+
+# Kept frames at 0, 25, 50, 75, 100 of 115: a group of 12 starting at 24 needs 24 and 25,
+# and so on (1 + 2 + 3 + 4 + 5); groups of 10 need 1 + 6 + 1 + 6 + 1.
+@pytest.mark.parametrize("name, decoded", [("short_gop", 15), ("aligned", 5), ("intra", 5),
+                                           ("short_gop_ts", 15), ("bframes", None)])
+def test_only_the_packets_kept_frames_need_are_decoded(clips, name, decoded):
+    """Without reordering, groups of pictures with no kept frame, and what follows a
+    group's last kept frame, are not decoded; the kept frames stay those of a full decode
+    (one thread or frame threads). With B-frames there is no such plan."""
+    reference = ffmpeg_frames(clips[name])
+    for threads in (False, True):
+        video = decode.open_video(clips[name], frame_threads=threads)
+        ours = np.concatenate(list(video.chunks(chunk_frames=2)))
+        np.testing.assert_array_equal(ours, reference[video.info.indices])
+        if decoded is None:
+            assert video.gops is None
+        else:
+            assert video.decoded_packets == decoded, (video.decoded_packets, len(reference))
+
+
+def test_h264_restart_points_are_idr_pictures_only(clips):
+    """The packet test behind skipping: IDR access units (MP4's length-prefixed NAL units
+    and MPEG-TS's start codes) are restart points, other pictures are not."""
+    from extract.decode_av import _h264_has_idr
+
+    for name in ("short_gop", "short_gop_ts"):
+        packets = _packets(clips[name])
+        assert [_h264_has_idr(data, extra) for _, data, extra in packets] == \
+            [key for key, _, _ in packets]
+        assert sum(key for key, _, _ in packets) > 5
 
 
 def test_decord_takes_over_when_pyav_cannot(clips, monkeypatch):
