@@ -1,21 +1,23 @@
 """Decoding through PyAV (FFmpeg's own decoders): the frames, and the audio track.
 
 Video. The frame rule (extract/decode.py: the frame shown at t = 0, 1, 2, ...)
-is computed from the packets' timestamps. Frames are decoded in one forward pass;
-packets whose frame is not kept are decoded with `skip_frame = NONREF`, so FFmpeg
-drops the non-reference frames nobody keeps without touching the rest (a
-reference frame is always decoded: kept frames may depend on it), and the kept
-frames are exactly those of a full decode. The rotation is applied as ffmpeg's
-autorotation does (`np.rot90` by the display matrix's angle, checked against
-`ffmpeg` itself), so a phone clip comes out upright.
+is computed from the packets' timestamps, read without decoding. Frames are then
+decoded in one forward pass, and only as far as the kept frames need: in a
+stream without frame reordering, groups of pictures that hold no kept frame,
+and what follows a group's last kept frame, are not decoded at all (_GopPlan;
+with 1-second groups that is one packet per second); elsewhere FFmpeg drops
+the non-reference frames nobody keeps (`skip_frame = NONREF`). Either way the
+kept frames are exactly those of a full decode. The rotation is applied as
+ffmpeg's autorotation does (`np.rot90` by the display matrix's angle, checked
+against `ffmpeg` itself), so a phone clip comes out upright.
 
 Audio. The stream FFmpeg picks as the default (`av_find_best_stream`), or if that
 one is silent the first stream with sound, is decoded packet by packet and only
 as far as needed: the first `max_seconds` plus a margin
 that covers the resampling filter, whatever the track's length or channel count.
-Channels are averaged to mono and resampled to 16 kHz with resampy's
-`kaiser_best`, what the VGGish reference calls; the margin makes the kept samples
-equal to resampling the whole track. Sample 0 is t = 0 of the video.
+Channels are averaged to mono and resampled to 16 kHz as resampy's `kaiser_best`
+does (extract/resample.py), what the VGGish reference calls; the margin makes the
+kept samples equal to resampling the whole track. Sample 0 is t = 0 of the video.
 """
 from __future__ import annotations
 
@@ -156,8 +158,8 @@ class AvVideo:
             try:
                 for packet in container.demux(stream):
                     if self.gops is not None and packet.size:  # (size 0: the final flush)
-                        wanted, active = self.gops.step(packet.pts, active)
-                        if not wanted:
+                        needed, active = self.gops.step(packet.pts, active)
+                        if not needed:
                             continue
                     if self.by_pts and packet.pts is not None:
                         context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
