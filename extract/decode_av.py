@@ -21,6 +21,7 @@ kept samples equal to resampling the whole track. Sample 0 is t = 0 of the video
 """
 from __future__ import annotations
 
+import enum
 import math
 import sys
 from dataclasses import dataclass, field
@@ -148,23 +149,9 @@ class AvVideo:
         remaining = sum(len(p) for p in self.wanted.values())
         counter = 0
         with _open(self.path, self.name, self.hwaccel) as container:
-            stream = container.streams.video[0]
-            # Frame threads only where cores are idle (inference on a GPU); on a CPU they
-            # compete with inference. FFmpeg hands skip_frame to each frame thread with its
-            # packet, so skipping stays per packet (checked: the same frames either way).
-            stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
-            context = stream.codec_context
-            self.decoded_packets, active = 0, True
             try:
-                for packet in container.demux(stream):
-                    if self.gops is not None and packet.size:  # (size 0: the final flush)
-                        needed, active = self.gops.step(packet.pts, active)
-                        if not needed:
-                            continue
-                    if self.by_pts and packet.pts is not None:
-                        context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
-                    self.decoded_packets += packet.size > 0
-                    for frame in packet.decode():
+                for frames in self._decoded(container):
+                    for frame in frames:
                         self._check_size(frame)
                         positions = self.wanted.get(frame.pts if self.by_pts else counter, ())
                         counter += 1
@@ -179,6 +166,28 @@ class AvVideo:
                 if not self.accept_truncated:
                     raise RejectedInput(self.name, f"truncated or corrupt video stream: decoding "
                                                    f"failed ({short_reason(e)})") from None
+
+    def _decoded(self, container) -> Iterator[list]:
+        """The decoder's output, packet by packet, sending only the packets kept frames need."""
+        stream = container.streams.video[0]
+        # Frame threads only where cores are idle (inference on a GPU); on a CPU they
+        # compete with inference. FFmpeg hands skip_frame to each frame thread with its
+        # packet, so skipping stays per packet (checked: the same frames either way).
+        stream.thread_type = "AUTO" if self.frame_threads else "SLICE"
+        context = stream.codec_context
+        self.decoded_packets, active = 0, True
+        for packet in container.demux(stream):
+            if self.gops is not None and packet.size:  # (size 0: the final flush)
+                admit, active = self.gops.step(packet.pts, active)
+                if admit is _Admit.SKIP:
+                    continue
+                if admit is _Admit.RESUME:  # as after a seek: out with what the decoder holds
+                    yield context.decode(None)
+                    context.flush_buffers()
+            if self.by_pts and packet.pts is not None:
+                context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
+            self.decoded_packets += packet.size > 0
+            yield packet.decode()
 
 
 def _declared_seconds(container, stream) -> float | None:
@@ -291,40 +300,59 @@ def _h264_has_idr(data: bytes, extradata: bytes | None) -> bool:
     return False
 
 
+class _Admit(enum.Enum):
+    """What to do with a packet."""
+
+    SKIP = "skip"  # no kept frame needs it
+    DECODE = "decode"
+    RESUME = "resume"  # a restart point after skipped packets: empty the decoder, reset it
+
+
 @dataclass(frozen=True)
 class _GopPlan:
-    """Which packets the kept frames need, for streams without frame reordering.
+    """Which packets the kept frames need.
 
-    A group of pictures runs from one restart point to the next. Packets of a group that
-    holds no kept frame, and those after a group's last kept frame, are not decoded:
-    nothing after the next restart point refers to them, and without reordering no frame
-    waits in the decoder for a later packet. (With reordering, every packet is decoded;
-    only unneeded non-reference frames are skipped, by FFmpeg.)"""
+    A group of pictures runs from one clean restart point to the next: a restart point
+    (_restart_test) that no later packet of its group is shown before (no leading
+    pictures: an open GOP's keyframe is not clean). Nothing in a group refers to a
+    packet before it. So a group with no kept frame is not decoded, nor the packets
+    after a group's last kept frame (in decode order: every frame it refers to comes
+    before it). Frames the decoder still holds back for reordering come out when it is
+    emptied before the next group it decodes, which then starts as after a seek."""
 
-    restarts: frozenset  # pts of every restart point
-    needed: frozenset  # pts of the restart points whose group holds a kept frame
-    last: frozenset  # pts of each group's last kept frame
+    restarts: frozenset  # pts of the clean restart points
+    needed: frozenset  # pts of the clean restart points whose group holds a kept frame
+    last: frozenset  # pts of each group's last kept frame, in decode order
 
     @classmethod
     def make(cls, packets: _Packets, kept: set[int]) -> "_GopPlan | None":
         pts = np.asarray(packets.pts, np.int64)
-        restarts = np.flatnonzero(packets.restarts)
-        if np.any(np.diff(pts) <= 0) or len(restarts) == 0 or restarts[0] != 0:
+        starts = np.flatnonzero(packets.restarts)
+        if len(np.unique(pts)) != len(pts) or len(starts) == 0 or starts[0] != 0:
             return None
+        ends = list(starts[1:]) + [len(pts)]
+        clean = [int(a) for a, b in zip(starts, ends) if not np.any(pts[a + 1:b] < pts[a])]
+        clean = sorted(set(clean) | {0})  # the stream starts where it starts
         is_kept = np.isin(pts, np.fromiter(kept, np.int64, len(kept)))
         needed, last = set(), set()
-        for a, b in zip(restarts, list(restarts[1:]) + [len(pts)]):
+        for a, b in zip(clean, clean[1:] + [len(pts)]):
             hits = np.flatnonzero(is_kept[a:b])
             if len(hits):
                 needed.add(int(pts[a]))
                 last.add(int(pts[a + hits[-1]]))
-        return cls(frozenset(pts[restarts].tolist()), frozenset(needed), frozenset(last))
+        return cls(frozenset(pts[clean].tolist()), frozenset(needed), frozenset(last))
 
-    def step(self, pts: int | None, active: bool) -> tuple[bool, bool]:
-        """(decode this packet, decode the ones after it); `active`: the answer so far."""
+    def step(self, pts: int | None, active: bool) -> tuple[_Admit, bool]:
+        """What to do with this packet, and whether the ones after it are needed;
+        `active`: whether the one before it was."""
+        admit = _Admit.DECODE if active else _Admit.SKIP
         if pts in self.restarts:
-            active = pts in self.needed
-        return active, active and pts not in self.last
+            needed = pts in self.needed
+            admit = _Admit.SKIP if not needed else _Admit.DECODE if active else _Admit.RESUME
+            active = needed
+        return admit, active and pts not in self.last
+
+
 def _first_frame(container, stream, name: str):
     av = _av()
     try:
