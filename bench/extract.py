@@ -17,6 +17,9 @@
 
 3. `--ray`: the whole `extract` command on a local Ray against a single process, on
    the same videos (target >= 0.9).
+4. `--packet-plan`: decode-only time of the kept frames when only the packets they
+   need are decoded, against decoding every packet, on the clip as stored and
+   re-encoded with B-frames and 2 s / 5 s groups of pictures.
 
 Backbones are randomly initialised (the same architectures and cost as the
 published weights, which cannot be downloaded here); PCA parameters are random
@@ -197,6 +200,37 @@ def ray_ratio(tmp: str, copies: int = 4, repeats: int = 2) -> dict:
             "ratio": min(times["local"]) / min(times["ray"]), "copies": copies}
 
 
+def packet_plan(tmp: str, seconds: int = 60) -> list[dict]:
+    """Decode-only time of the kept frames with the packet plan against decoding every
+    packet, on the 720p clip re-encoded as web video usually is (B-frames, a keyframe
+    every 2 or 5 s) and as stored (no B-frames, a keyframe every 5.3 s)."""
+    import dataclasses
+
+    from extract.decode_av import AvVideo
+
+    source = os.path.join(tmp, f"bbb_720p_{seconds}s.mp4")
+    if not os.path.exists(source):
+        throughput_clip(source, seconds)
+    rows = []
+    for label, gop in (("as stored", None), ("B-frames, 2 s groups", 50), ("B-frames, 5 s groups", 125)):
+        clip = source
+        if gop:
+            clip = os.path.join(tmp, f"bbb_720p_{seconds}s_g{gop}.mp4")
+            if not os.path.exists(clip):
+                ffmpeg("-i", source, "-c:v", "libx264", "-preset", "medium", "-g", str(gop), "-an", clip)
+        times = {}
+        for plan in (True, False):
+            video = AvVideo.open(clip, 300, clip)
+            video = video if plan else dataclasses.replace(video, gops=None)
+            t = time.perf_counter()
+            for _ in video.chunks():
+                pass
+            times[plan] = (time.perf_counter() - t, video.decoded_packets)
+        rows.append({"clip": label, "plan_s": times[True][0], "plan_packets": times[True][1],
+                     "all_s": times[False][0], "all_packets": times[False][1]})
+    return rows
+
+
 def throughput_clip(clip: str, seconds: int) -> None:
     from conftest import sample_clip_dir
     ffmpeg("-stream_loop", "-1", "-i", os.path.join(sample_clip_dir(), "bigbuckbunny.mp4"),
@@ -217,8 +251,15 @@ def main() -> None:
     ap.add_argument("--tmp", default="/tmp/yt8m-bench-extract")
     ap.add_argument("--ray", action="store_true",
                     help="only: the whole command on a local Ray against a single process")
+    ap.add_argument("--packet-plan", action="store_true",
+                    help="only: decode-only time with the packet plan against every packet")
     args = ap.parse_args()
     os.makedirs(args.tmp, exist_ok=True)
+    if args.packet_plan:
+        for r in packet_plan(args.tmp):
+            print(f"{r['clip']:22s} plan {r['plan_s']:5.2f} s ({r['plan_packets']} packets), every "
+                  f"packet {r['all_s']:5.2f} s ({r['all_packets']}): {r['plan_s'] / r['all_s']:.2f}")
+        return
     if args.ray:
         r = ray_ratio(args.tmp)
         print(f"{r['copies']} x 60 s 720p: single process {r['local_s']:.1f} s, local Ray "
