@@ -76,7 +76,7 @@ class _Plan:
         return 2 * self.half
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)  # a few rates in use; an odd rate's phases can be 10+ MB
 def _plan(rate: int) -> tuple[_Plan, np.ndarray]:
     """The plan and the weights of each phase: float64 [P, 2L], row r for output t = r."""
     table, precision = _kaiser_best()
