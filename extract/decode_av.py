@@ -39,6 +39,9 @@ TRUNCATION_TOLERANCE_S = 1.0  # declared minus decodable duration beyond this (a
 # Audio decoded past `max_seconds`: resampy's kaiser_best reaches 64 zero crossings
 # (<= 4 ms at 8-48 kHz) to either side, so 0.25 s leaves the kept samples untouched.
 RESAMPLE_MARGIN_S = 0.25
+# Packets read past the last kept second, for the frame rule: frame reordering (a few
+# frames) never spans this, so every frame shown before that second is among them.
+READ_AHEAD_S = 10.0
 
 
 def _av():
@@ -82,12 +85,17 @@ class AvVideo:
                 raise DecoderFailed(name, "no video stream (the file holds no video frames)")
             stream = container.streams.video[0]
             declared = _declared_seconds(container, stream)
-            packets = _read_packets(container, stream, name)
+            packets = _read_packets(container, stream, name, max_frames + READ_AHEAD_S)
+            end = None if packets.complete else _tail_end(container, stream, declared)
+            if end is None and not packets.complete and declared is not None:
+                packets = _read_packets(container, stream, name)  # its end did not read: cut?
             starts, ends, keys, by_pts = _presentation(packets, stream)
             first = _first_frame(container, stream, name)
         if len(starts) == 1:
             raise RejectedInput(name, "zero duration: a single frame (a still image, not a video)")
         indices, duration = frame_indices(starts, ends, max_frames)
+        if end is not None:  # the packets read stop early; the file goes on to `end`
+            duration = max(duration, end - float(starts.min()))
         _check_truncation(name, declared, duration, accept_truncated)
         if len(indices) == 0:
             raise RejectedInput(name, f"zero duration ({duration:.3f} s): shorter than one "
@@ -221,12 +229,18 @@ class _Packets:
     pts: list  # int, or None where the stream has no timestamps
     durations: list[int]
     restarts: list[bool]  # decoding may start afresh here: nothing after it looks back
+    complete: bool = True  # False: reading stopped past the seconds the frame rule needs
 
 
-def _read_packets(container, stream, name: str) -> _Packets:
+def _read_packets(container, stream, name: str, until_s: float | None = None) -> _Packets:
+    """The packets, up to the first one shown `until_s` seconds after the first (None: all):
+    a 2-hour film is not read to its end for 300 frames."""
     av = _av()
     packets = _Packets([], [], [])
     restart = _restart_test(stream)
+    limit = None
+    if until_s is not None and stream.time_base:
+        limit = int(until_s / float(stream.time_base))
     try:
         for packet in container.demux(stream):
             if packet.size == 0:  # the demuxer's end-of-stream marker
@@ -234,6 +248,10 @@ def _read_packets(container, stream, name: str) -> _Packets:
             packets.pts.append(packet.pts)
             packets.durations.append(packet.duration or 0)
             packets.restarts.append(restart(packet))
+            if limit is not None and packet.pts is not None and packets.pts[0] is not None \
+                    and packet.pts - packets.pts[0] > limit:
+                packets.complete = False
+                break
     except av.error.FFmpegError as e:
         if not packets.pts:
             raise DecoderFailed(name, f"unreadable video packets ({short_reason(e)})") from None
@@ -241,6 +259,29 @@ def _read_packets(container, stream, name: str) -> _Packets:
         raise DecoderFailed(name, "no video frames in the video stream")
     container.seek(0)
     return packets
+
+
+def _tail_end(container, stream, declared: float | None) -> float | None:
+    """When the last frame ends (s, on the stream's clock), reading only the file's last
+    group of pictures; None when that part does not read (a cut file, or no known end)."""
+    av = _av()
+    seconds = declared if declared is not None else (
+        container.duration / 1e6 if container.duration else None)
+    if seconds is None or not stream.time_base:
+        return None
+    tb, rate = float(stream.time_base), float(stream.average_rate or stream.guessed_rate or 25)
+    origin = stream.start_time or 0
+    end = None
+    try:
+        container.seek(origin + max(0, int((seconds - 1.0) / tb)), stream=stream, backward=True)
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                stop = packet.pts * tb + (packet.duration * tb if packet.duration else 1.0 / rate)
+                end = stop if end is None else max(end, stop)
+    except av.error.FFmpegError:
+        end = None
+    container.seek(0)
+    return end
 
 
 def _presentation(packets: _Packets, stream):

@@ -255,6 +255,10 @@ def test_a_file_cut_after_its_index_is_reported_not_shortened(tmp_path):
     kept = decode.open_video(str(cut), accept_truncated=True)
     assert 5 <= kept.info.n_frames < 12
     assert len(np.concatenate(list(kept.chunks()))) == kept.info.n_frames
+    # Also when the frames asked for end long before the cut (the file's end is checked).
+    with pytest.raises(RejectedInput) as e:
+        decode.open_video(str(cut), max_frames=1, name="cut.mp4")
+    assert "truncated" in e.value.reason and "12.0 s" in e.value.reason
 
 
 def test_audio_comes_from_the_stream_with_sound_and_silence_counts_as_none(tmp_path):
