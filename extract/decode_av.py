@@ -229,6 +229,8 @@ class _Packets:
     pts: list  # int, or None where the stream has no timestamps
     durations: list[int]
     restarts: list[bool]  # decoding may start afresh here: nothing after it looks back
+    shown: list[bool]  # False: decoded only as a reference, never shown (an edit list
+    # that starts mid-group, as `ffmpeg -ss T -c copy` writes, marks such packets)
     complete: bool = True  # False: reading stopped past the seconds the frame rule needs
 
 
@@ -236,7 +238,7 @@ def _read_packets(container, stream, name: str, until_s: float | None = None) ->
     """The packets, up to the first one shown `until_s` seconds after the first (None: all):
     a 2-hour film is not read to its end for 300 frames."""
     av = _av()
-    packets = _Packets([], [], [])
+    packets = _Packets([], [], [], [])
     restart = _restart_test(stream)
     limit = None
     if until_s is not None and stream.time_base:
@@ -248,6 +250,7 @@ def _read_packets(container, stream, name: str, until_s: float | None = None) ->
             packets.pts.append(packet.pts)
             packets.durations.append(packet.duration or 0)
             packets.restarts.append(restart(packet))
+            packets.shown.append(not packet.is_discard)
             if limit is not None and packet.pts is not None and packets.pts[0] is not None \
                     and packet.pts - packets.pts[0] > limit:
                 packets.complete = False
@@ -292,9 +295,10 @@ def _presentation(packets: _Packets, stream):
     if any(p is None for p in pts):  # no timestamps: a constant rate, frames in order
         starts = np.arange(len(pts)) / rate
         return starts, starts + 1.0 / rate, np.arange(len(pts)), False
-    # Presentation order (packets come in decode order), so that indices mean what
-    # decord's do: the n-th frame shown.
-    order = np.argsort(np.asarray(pts, np.int64), kind="stable")
+    # The frames shown, in presentation order (packets come in decode order), so that
+    # indices mean what decord's do: the n-th frame shown. t = 0 is the first one shown.
+    shown = np.flatnonzero(packets.shown) if any(packets.shown) else np.arange(len(pts))
+    order = shown[np.argsort(np.asarray(pts, np.int64)[shown], kind="stable")]
     keys = np.asarray(pts, np.int64)[order]
     lengths = np.asarray(packets.durations, np.float64)[order]
     tb = float(stream.time_base)

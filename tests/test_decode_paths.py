@@ -66,6 +66,10 @@ def clips(tmp_path_factory):
         ffmpeg("-i", bbb, "-t", "4.6", "-vf", "scale=320:-2,fps=25", "-c:v", "libx264", "-bf",
                str(bframes), "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-an",
                out[name])
+    # Trimmed by stream copy: the file starts at a keyframe before 1.3 s, and an edit list
+    # hides the frames before 1.3 s (decoded as references, never shown).
+    out["trimmed"] = str(d / "trimmed.mp4")
+    ffmpeg("-ss", "1.3", "-i", out["short_gop_bframes"], "-c", "copy", out["trimmed"])
     # A valid 16x16 H.264 clip (decord returns 6 channels for it).
     out["tiny"] = str(d / "tiny16.mp4")
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=16x16:rate=25", "-t", "3", "-c:v", "libx264",
@@ -140,6 +144,16 @@ def test_only_the_packets_kept_frames_need_are_decoded(clips, name, decoded):
             assert video.decoded_packets == decoded, (video.decoded_packets, len(reference))
         elif decoded is not None:
             assert video.decoded_packets <= decoded < len(reference), video.decoded_packets
+
+
+def test_a_trimmed_clip_starts_at_its_first_shown_frame(clips):
+    """Frames an edit list hides are decoded for reference but are not frames of the
+    video: t = 0 is the first frame a player shows, and the duration starts there."""
+    reference = ffmpeg_frames(clips["trimmed"])  # what ffmpeg shows: 25 fps from 1.3 s
+    video = decode.open_video(clips["trimmed"])
+    assert video.info.n_frames == -(-len(reference) // 25)
+    np.testing.assert_array_equal(np.concatenate(list(video.chunks())),
+                                  reference[video.info.indices])
 
 
 def test_h264_restart_points_are_idr_pictures_only(clips):
