@@ -3,8 +3,9 @@
 Frames. The frame of second k is the one *shown* at t = k s: the frame with the
 largest presentation time <= t, times taken from the stream's own timestamps
 (so variable frame rate and 29.97 fps land on the right frame). Times count
-from the first frame's presentation time, so a stream that starts at 0.021 s
-(common in Matroska) still has a frame at t = 0. A video of duration D (end of
+from the first shown frame's presentation time, so a stream that starts at 0.021 s
+(common in Matroska) still has a frame at t = 0, and frames an edit list hides
+are not counted. A video of duration D (end of
 its last frame minus start of its first) has one frame for every whole second
 t with t < D, at most `max_frames`: 5.28 s -> 6 frames, 10.0 s -> 10, 4.004 s -> 5.
 Timestamps are compared with a 0.1 ms tolerance (decord reports float32 seconds).
