@@ -235,12 +235,12 @@ class _Packets:
 
 
 def _read_packets(container, stream, name: str, until_s: float | None = None) -> _Packets:
-    """The packets, up to the first one shown `until_s` seconds after the first (None: all):
-    a 2-hour film is not read to its end for 300 frames."""
+    """The packets, up to the first one shown `until_s` seconds after the first shown one
+    (None: all): a 2-hour film is not read to its end for 300 frames."""
     av = _av()
     packets = _Packets([], [], [], [])
     restart = _restart_test(stream)
-    limit = None
+    limit = origin = None
     if until_s is not None and stream.time_base:
         limit = int(until_s / float(stream.time_base))
     try:
@@ -251,8 +251,9 @@ def _read_packets(container, stream, name: str, until_s: float | None = None) ->
             packets.durations.append(packet.duration or 0)
             packets.restarts.append(restart(packet))
             packets.shown.append(not packet.is_discard)
-            if limit is not None and packet.pts is not None and packets.pts[0] is not None \
-                    and packet.pts - packets.pts[0] > limit:
+            if origin is None and packets.shown[-1]:
+                origin = packet.pts
+            if None not in (limit, origin, packet.pts) and packet.pts - origin > limit:
                 packets.complete = False
                 break
     except av.error.FFmpegError as e:

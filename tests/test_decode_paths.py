@@ -156,6 +156,20 @@ def test_a_trimmed_clip_starts_at_its_first_shown_frame(clips):
                                   reference[video.info.indices])
 
 
+def test_packets_are_read_far_enough_after_a_long_hidden_start(tmp_path):
+    """Reading stops max_frames + 10 s after the first *shown* frame: here the edit list
+    hides 14.5 s before it (a 15 s group trimmed by stream copy)."""
+    whole, trimmed = str(tmp_path / "whole.mp4"), str(tmp_path / "trimmed.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x96:rate=25", "-t", "45", "-c:v", "libx264",
+           "-bf", "0", "-g", "375", "-keyint_min", "375", "-sc_threshold", "0", whole)
+    ffmpeg("-ss", "14.5", "-i", whole, "-c", "copy", trimmed)
+    video = decode.open_video(trimmed, max_frames=20)
+    assert video.info.n_frames == 20
+    reference = ffmpeg_frames(trimmed)
+    np.testing.assert_array_equal(np.concatenate(list(video.chunks())),
+                                  reference[video.info.indices])
+
+
 def test_h264_restart_points_are_idr_pictures_only(clips):
     """The packet test behind skipping: IDR access units (MP4's length-prefixed NAL units
     and MPEG-TS's start codes) are restart points, other pictures are not."""
