@@ -7,7 +7,7 @@ Batches are padded to their longest video (at most max_frames) with a mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -163,18 +163,6 @@ class EpochBatchSampler(Sampler):
         for b in range(self.start, self.batches_per_epoch(self.num_videos, self.global_batch)):
             lo = b * self.global_batch + self.rank * local
             yield order[lo:lo + local].tolist()
-
-
-def batched(items: Iterable, n: int) -> Iterator[list]:
-    """Consecutive lists of n items (the last may be shorter)."""
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def ordered_batches(num_videos: int, batch_size: int) -> Iterator[list[int]]:

@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from yt8m.errors import UsageError
+from yt8m.iterate import batched
 from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
 
 from .checkpoint import LoadedModel
-from .data import ShardDataset, batched, collate, ordered_batches, pad_frames, to_device
+from .data import ShardDataset, collate, ordered_batches, pad_frames, to_device
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .metrics import TOP_K, MetricsAccumulator, segment_map
 

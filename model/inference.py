@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from yt8m.errors import RejectedInput, UsageError
+from yt8m.iterate import batched
 from yt8m.representation import Representation, dequantize
 from yt8m.store import ShardSet, VideoRecord
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import LoadedModel
-from .data import batched, pad_frames
+from .data import pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .config import KAGGLE_TOP_K, LABELS_PER_CLIP

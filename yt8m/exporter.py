@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Iterator
 
 from . import official
 from .errors import UsageError
+from .iterate import batched
 from .report import Report
-from .store import FRAME, ShardSet, VideoRecord
+from .store import FRAME, ShardSet
 from .tfrecord import write_tfrecord
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 
@@ -31,17 +31,6 @@ VIDEOS_PER_FILE = 1000
 def official_file_name(split: str, index: int) -> str:
     """`train0093.tfrecord`: the split, then the file's number in four digits."""
     return f"{split}{index:04d}.tfrecord"
-
-
-def _groups(videos: Iterator[VideoRecord], size: int) -> Iterator[list[VideoRecord]]:
-    group: list[VideoRecord] = []
-    for v in videos:
-        group.append(v)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 def export_tfrecords(data_dir: str, out_dir: str, split: str = "train",
@@ -63,7 +52,7 @@ def export_tfrecords(data_dir: str, out_dir: str, split: str = "train",
 
     written = skipped = 0
     with progress(total=len(shards), desc="export", quiet=quiet, unit="video") as bar:
-        for index, group in enumerate(_groups(iter(shards), videos_per_file)):
+        for index, group in enumerate(batched(iter(shards), videos_per_file)):
             path = os.path.join(out_dir, official_file_name(split, index))
             if os.path.exists(path):
                 skipped += 1
