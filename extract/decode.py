@@ -119,10 +119,13 @@ def frame_indices(starts: np.ndarray, ends: np.ndarray,
     return order[np.maximum(pos, 0)].astype(np.int64), duration
 
 
-def chunk_lengths(per_chunk: int) -> Iterator[int]:
-    """Frames per chunk: FIRST_CHUNK_FRAMES, doubling up to per_chunk, so inference starts
-    while the rest decodes (at 720p, 8 frames are 200 decoded frames: ~0.3 s)."""
-    size = max(1, min(FIRST_CHUNK_FRAMES, per_chunk))
+def chunk_lengths(info: VideoInfo, chunk_bytes: int, chunk_frames: int) -> Iterator[int]:
+    """Frames per chunk: FIRST_CHUNK_FRAMES, doubling up to the most that fit chunk_bytes
+    (and chunk_frames), so inference starts while the rest decodes (at 720p, 8 frames are
+    200 decoded frames: ~0.3 s)."""
+    frame_bytes = max(1, info.width * info.height * 3)
+    per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
+    size = min(FIRST_CHUNK_FRAMES, per_chunk)
     while True:
         yield size
         size = min(2 * size, per_chunk)
@@ -291,11 +294,9 @@ class DecordVideo:
                ) -> Iterator[np.ndarray]:
         """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order."""
         info, reader = self.info, self.reader
-        frame_bytes = max(1, info.width * info.height * 3)
-        per_chunk = max(1, min(chunk_frames, chunk_bytes // frame_bytes))
         keyframes = np.asarray(reader.get_key_indices(), dtype=np.int64)
         a = 0
-        for length in chunk_lengths(per_chunk):
+        for length in chunk_lengths(info, chunk_bytes, chunk_frames):
             if a >= info.n_frames:
                 return
             idx = info.indices[a:a + length]

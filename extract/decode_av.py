@@ -2,12 +2,12 @@
 
 Video. The frame rule (extract/decode.py: the frame shown at t = 0, 1, 2, ...)
 is computed from the packets' timestamps, read without decoding. Frames are then
-decoded in one forward pass, and only as far as the kept frames need: in a
-stream without frame reordering, groups of pictures that hold no kept frame,
-and what follows a group's last kept frame, are not decoded at all (_GopPlan;
-with 1-second groups that is one packet per second); elsewhere FFmpeg drops
-the non-reference frames nobody keeps (`skip_frame = NONREF`). Either way the
-kept frames are exactly those of a full decode. The rotation is applied as
+decoded in one forward pass, and only as far as the kept frames need: groups of
+pictures that hold no kept frame, and what follows a group's last kept frame,
+are not decoded at all (_GopPlan; with 1-second groups that is one packet per
+second), and within what is decoded FFmpeg drops the non-reference frames
+nobody keeps (`skip_frame = NONREF`). The kept frames are exactly those of a
+full decode. The rotation is applied as
 ffmpeg's autorotation does (`np.rot90` by the display matrix's angle, checked
 against `ffmpeg` itself), so a phone clip comes out upright.
 
@@ -115,8 +115,7 @@ class AvVideo:
     def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
                ) -> Iterator[np.ndarray]:
         """uint8 RGB chunks [k, H, W, 3] of the frames at t = 0, 1, ... s, in order."""
-        frame_bytes = max(1, self.info.width * self.info.height * 3)
-        lengths = chunk_lengths(max(1, min(chunk_frames, chunk_bytes // frame_bytes)))
+        lengths = chunk_lengths(self.info, chunk_bytes, chunk_frames)
         want, buffer = next(lengths), []
         for frame in self._frames_in_order():
             buffer.append(frame)
@@ -273,7 +272,7 @@ def _tail_end(container, stream, declared: float | None) -> float | None:
         container.duration / 1e6 if container.duration else None)
     if seconds is None or not stream.time_base:
         return None
-    tb, rate = float(stream.time_base), float(stream.average_rate or stream.guessed_rate or 25)
+    tb, rate = float(stream.time_base), _frame_rate(stream)
     origin = stream.start_time or 0
     end = None
     try:
@@ -288,11 +287,16 @@ def _tail_end(container, stream, declared: float | None) -> float | None:
     return end
 
 
+def _frame_rate(stream) -> float:
+    """Frames per second, for frames without a duration or timestamp (25 if unknown)."""
+    return float(stream.average_rate or stream.guessed_rate or 25)
+
+
 def _presentation(packets: _Packets, stream):
     """Each frame's presentation interval (s), in presentation order, and the key that
     finds its decoded frame: (starts, ends, keys, by_pts)."""
     pts = packets.pts
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    rate = _frame_rate(stream)
     if any(p is None for p in pts):  # no timestamps: a constant rate, frames in order
         starts = np.arange(len(pts)) / rate
         return starts, starts + 1.0 / rate, np.arange(len(pts)), False
@@ -308,9 +312,9 @@ def _presentation(packets: _Packets, stream):
     return starts, ends, keys, True
 
 
-# Codecs whose keyframes drop every earlier reference (given no frame reordering, see
-# _GopPlan): H.264 only at IDR pictures, checked in the packet; HEVC's IRAP pictures
-# without leading pictures; the others' key frames by definition.
+# Codecs whose keyframes drop every earlier reference (when no leading pictures follow
+# them, see _GopPlan): H.264 only at IDR pictures, checked in the packet; HEVC's IRAP
+# pictures; the others' key frames by definition.
 _RESTART_AT_KEYFRAMES = frozenset({"hevc", "vp8", "vp9", "av1", "mpeg4", "h263", "mpeg1video",
                                    "mpeg2video", "mjpeg", "theora", "prores", "dnxhd"})
 
