@@ -69,12 +69,8 @@ def main() -> None:
         print(json.dumps(read_with_decord(args.clip, args.frames, args.mode)))
         return
     if not args.clip:
-        import importlib.util  # bench/extract.py, loaded by path (`extract` is the package)
-        spec = importlib.util.spec_from_file_location("extract_bench",
-                                                      os.path.join(ROOT, "bench", "extract.py"))
-        extract_bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(extract_bench)
-        videos = extract_bench.long_1080p(10, args.tmp)
+        from clips import long_1080p
+        videos = long_1080p(10, args.tmp)
         args.clip = os.path.join(videos, sorted(os.listdir(videos))[0])
     print(f"{os.path.basename(args.clip)}: the first {args.frames} kept frames, decord against PyAV")
     for mode in MODES:

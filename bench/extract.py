@@ -38,10 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                   check=True)
+from clips import ffmpeg, film_6ch, long_1080p, throughput_clip  # noqa: E402 - after the paths
 
 
 def throughput(seconds: int, device: str, batch_size: int, workers: int, tmp: str,
@@ -56,8 +53,7 @@ def throughput(seconds: int, device: str, batch_size: int, workers: int, tmp: st
 
     clip = os.path.join(tmp, f"bbb_720p_{seconds}s.mp4")
     if not os.path.exists(clip):
-        ffmpeg("-stream_loop", "-1", "-i", os.path.join(sample_clip_dir(), "bigbuckbunny.mp4"),
-               "-t", str(seconds), "-c", "copy", clip)
+        throughput_clip(clip, seconds)
     pca = write_random_pca(os.path.join(tmp, "pca"))
     extractor = Extractor(ExtractConfig(device=device, random_weights=True, pca_dir=pca,
                                         batch_size=batch_size, workers=workers))
@@ -111,42 +107,6 @@ def throughput(seconds: int, device: str, batch_size: int, workers: int, tmp: st
             "threads": torch.get_num_threads(), "workers": workers, "repeats": repeats,
             "all_e2e_s": [round(x, 1) for x in e2e_times],
             "all_backbone_s": [round(x, 1) for x in bb_times]}
-
-
-def long_1080p(minutes: float, tmp: str) -> str:
-    from conftest import sample_clip_dir
-
-    videos = os.path.join(tmp, "long1080")
-    os.makedirs(videos, exist_ok=True)
-    clip = os.path.join(videos, f"bbb_1080p_{minutes:g}min.mp4")
-    if not os.path.exists(clip):
-        ffmpeg("-stream_loop", "-1", "-i", os.path.join(sample_clip_dir(), "bigbuckbunny.mp4"),
-               "-t", str(minutes * 60), "-vf", "scale=1920:1080", "-c:v", "libx264",
-               "-preset", "ultrafast", "-b:v", "400k", "-c:a", "aac", "-ac", "2", "-b:a", "64k",
-               clip + ".tmp.mp4")
-        os.replace(clip + ".tmp.mp4", clip)
-    return videos
-
-
-def film_6ch(hours: float, tmp: str) -> str:
-    """A `hours`-long film with 6-channel 48 kHz sound at a tiny bit rate."""
-    from conftest import sample_clip_dir
-
-    videos = os.path.join(tmp, "film6ch")
-    os.makedirs(videos, exist_ok=True)
-    clip = os.path.join(videos, f"film_{hours:g}h_6ch.mkv")
-    if not os.path.exists(clip):
-        loop = os.path.join(tmp, "loop10s.mp4")
-        ffmpeg("-stream_loop", "-1", "-i", os.path.join(sample_clip_dir(), "bigbuckbunny.mp4"),
-               "-t", "10", "-vf", "scale=640:-2", "-c:v", "libx264", "-preset", "ultrafast",
-               "-b:v", "60k", "-an", loop)
-        ffmpeg("-stream_loop", "-1", "-i", loop, "-f", "lavfi", "-i",
-               f"sine=frequency=220:sample_rate=48000:duration={hours * 3600}",
-               "-t", str(hours * 3600), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
-               "-af", "pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0", "-c:a", "ac3", "-b:a", "96k",
-               clip + ".tmp.mkv")
-        os.replace(clip + ".tmp.mkv", clip)
-    return videos
 
 
 def peak_rss(videos: str, device: str, tmp: str) -> dict:
@@ -229,12 +189,6 @@ def packet_plan(tmp: str, seconds: int = 60) -> list[dict]:
         rows.append({"clip": label, "plan_s": times[True][0], "plan_packets": times[True][1],
                      "all_s": times[False][0], "all_packets": times[False][1]})
     return rows
-
-
-def throughput_clip(clip: str, seconds: int) -> None:
-    from conftest import sample_clip_dir
-    ffmpeg("-stream_loop", "-1", "-i", os.path.join(sample_clip_dir(), "bigbuckbunny.mp4"),
-           "-t", str(seconds), "-c", "copy", clip)
 
 
 def main() -> None:

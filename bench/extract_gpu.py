@@ -130,7 +130,8 @@ def main() -> None:
     bench = _bench_extract()
     clip = os.path.join(args.tmp, f"bbb_720p_{args.seconds}s.mp4")
     if not os.path.exists(clip):
-        bench.throughput_clip(clip, args.seconds)
+        from clips import throughput_clip
+        throughput_clip(clip, args.seconds)
     extractor = _extractor(args.device, args.weights_dir, tempfile.mkdtemp(dir=args.tmp))
     print(f"device {extractor.device}, batch {extractor.batch_size}, "
           f"{'random' if extractor.random_weights else 'published'} weights")
