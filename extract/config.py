@@ -39,6 +39,9 @@ class ExtractConfig:
                                        "its declared duration (a cut file), with a warning, "
                                        "instead of rejecting it")
     chunk_bytes: int = CHUNK_BYTES
+    # Largest frame the decoder may allocate, in pixels (None: no limit). A server sets its
+    # --max-pixels here, so a stream whose frames grow mid-way fails before allocating them.
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         check_max_frames(self.max_frames)

@@ -321,18 +321,22 @@ class DecordVideo:
 
 def open_video(path: str, max_frames: int = DEFAULT_MAX_FRAMES, name: str | None = None,
                num_threads: int = DECODE_THREADS, frame_threads: bool = False,
-               accept_truncated: bool = False):
+               accept_truncated: bool = False, max_pixels: int | None = None):
     """An AvVideo, or a DecordVideo when PyAV cannot decode the file; RejectedInput, with
     both decoders' reasons, when neither can. `frame_threads`: decode with several
-    threads (worth it when the CPU's cores are otherwise idle)."""
+    threads (worth it when the CPU's cores are otherwise idle). `max_pixels`: frames
+    larger than this are refused by FFmpeg before they are allocated (decord, which has
+    no such limit, is then not tried)."""
     from .decode_av import AvVideo
 
     name = name or path
     head = check_file(path, name)
     try:
-        return AvVideo.open(path, max_frames, name, frame_threads, accept_truncated)
+        return AvVideo.open(path, max_frames, name, frame_threads, accept_truncated, max_pixels)
     except DecoderFailed as e:
         av_error = e
+    if max_pixels is not None:
+        raise RejectedInput(name, av_error.reason)
     try:
         return DecordVideo.open(path, max_frames, name, head, num_threads)
     except DecoderFailed as e:

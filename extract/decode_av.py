@@ -49,12 +49,19 @@ def _av():
     return av
 
 
-def _open(path: str, name: str, hwaccel=None):
+def _open(path: str, name: str, hwaccel=None, max_pixels: int | None = None):
+    """The container; with `max_pixels`, FFmpeg's decoders allocate no larger frame (also
+    while the container is probed, which decodes a frame where headers say too little)."""
     av = _av()
+    options = {} if max_pixels is None else {"max_pixels": str(max_pixels)}
     try:
-        return av.open(path, hwaccel=hwaccel)
+        container = av.open(path, hwaccel=hwaccel, options=options)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise DecoderFailed(name, f"PyAV cannot open it ({short_reason(e)})") from None
+    if max_pixels is not None:
+        for stream in container.streams.video:
+            stream.codec_context.options = dict(options)
+    return container
 
 
 @dataclass
@@ -75,15 +82,17 @@ class AvVideo:
     # machine (bench/extract_gpu.py checks its frames against software decoding).
     hwaccel: object = field(default=None, repr=False)
     decoded_packets: int = 0  # packets sent to the decoder by the last chunks()
+    max_pixels: int | None = None  # FFmpeg allocates no larger frame (see _open)
 
     @classmethod
     def open(cls, path: str, max_frames: int, name: str, frame_threads: bool = False,
-             accept_truncated: bool = False) -> "AvVideo":
-        container = _open(path, name)
+             accept_truncated: bool = False, max_pixels: int | None = None) -> "AvVideo":
+        container = _open(path, name, max_pixels=max_pixels)
         with container:
             if not container.streams.video:
                 raise DecoderFailed(name, "no video stream (the file holds no video frames)")
             stream = container.streams.video[0]
+            _check_pixels(name, stream, max_pixels)
             declared = _declared_seconds(container, stream)
             packets = _read_packets(container, stream, name, max_frames + READ_AHEAD_S)
             end = None if packets.complete else _tail_end(container, stream, declared)
@@ -110,7 +119,7 @@ class AvVideo:
         info = VideoInfo(path, w, h, len(starts), duration, np.asarray(indices, np.int64))
         gops = _GopPlan.make(packets, set(wanted)) if by_pts else None
         return cls(path, name, info, rotation, wanted, by_pts, gops, frame_threads,
-                   accept_truncated)
+                   accept_truncated, max_pixels=max_pixels)
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES, chunk_frames: int = CHUNK_FRAMES
                ) -> Iterator[np.ndarray]:
@@ -155,7 +164,7 @@ class AvVideo:
         av = _av()
         remaining = sum(len(p) for p in self.wanted.values())
         counter = 0
-        with _open(self.path, self.name, self.hwaccel) as container:
+        with _open(self.path, self.name, self.hwaccel, self.max_pixels) as container:
             try:
                 for frames in self._decoded(container):
                     for frame in frames:
@@ -171,8 +180,10 @@ class AvVideo:
                         return
             except av.error.FFmpegError as e:
                 if not self.accept_truncated:
-                    raise RejectedInput(self.name, f"truncated or corrupt video stream: decoding "
-                                                   f"failed ({short_reason(e)})") from None
+                    limit = "" if self.max_pixels is None else \
+                        f", or frames over the limit of {self.max_pixels} pixels"
+                    raise RejectedInput(self.name, f"truncated or corrupt video stream{limit}: "
+                                                   f"decoding failed ({short_reason(e)})") from None
 
     def _decoded(self, container) -> Iterator[list]:
         """The decoder's output, packet by packet, sending only the packets kept frames need."""
@@ -401,6 +412,14 @@ class _GopPlan:
             admit = _Admit.SKIP if not needed else _Admit.DECODE if active else _Admit.RESUME
             active = needed
         return admit, active and pts not in self.last
+
+
+def _check_pixels(name: str, stream, max_pixels: int | None) -> None:
+    """RejectedInput when the stream's declared frame size is over `max_pixels`."""
+    width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+    if max_pixels is not None and width * height > max_pixels:
+        raise RejectedInput(name, f"frames of {width}x{height} pixels are over the limit of "
+                                  f"{max_pixels} pixels")
 
 
 def _first_frame(container, stream, name: str):

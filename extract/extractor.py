@@ -72,6 +72,29 @@ Event = Opened | Frames | Sound | Rejected | Idle
 
 
 @dataclass
+class Cancellation:
+    """One video's stop switch, shared by a caller (a server request) and the extractor.
+
+    Once set, the video's decoder stops at its next chunk, its queued frames are
+    dropped and no new backbone batch includes it; `late_frames` counts the frames
+    that still went through Inception after it was set (at most the one batch that
+    was already running)."""
+
+    requested: threading.Event = field(default_factory=threading.Event)
+    late_frames: int = 0
+
+    def set(self) -> None:
+        self.requested.set()
+
+    def is_set(self) -> bool:
+        return self.requested.is_set()
+
+
+def _cancelled_reason(name: str) -> RejectedInput:
+    return RejectedInput(name, "cancelled (its request timed out)")
+
+
+@dataclass
 class RawFeatures:
     """A video's backbone outputs before PCA (float32), for fit-pca and tests."""
 
@@ -85,6 +108,7 @@ class _Video:
     index: int
     path: str
     name: str
+    cancel: Cancellation = field(default_factory=Cancellation)
     n_frames: int = -1  # -1 until probed
     rejected: RejectedInput | None = None
     pool3: list = field(default_factory=list)  # embedded [k, 2048] pieces, in order
@@ -96,6 +120,13 @@ class _Video:
     @property
     def done(self) -> bool:
         return self.rejected is not None or (self.audio_done and self.embedded == self.n_frames)
+
+    def dropped(self) -> bool:
+        """True when the video's work is to be skipped: rejected, or cancelled (then it is
+        rejected as such and its embedded pieces freed)."""
+        if self.rejected is None and self.cancel.is_set():
+            self.rejected, self.pool3 = _cancelled_reason(self.name), []
+        return self.rejected is not None
 
 
 class Extractor:
@@ -127,12 +158,12 @@ class Extractor:
     # ------------------------------------------------------------------ public API
 
     def extract_paths(self, paths: Sequence[str], names: Sequence[str] | None = None,
-                      cancelled: Callable[[int], bool] | None = None
+                      cancels: Sequence[Cancellation] | None = None
                       ) -> Iterator[tuple[str, VideoRecord | RejectedInput]]:
         """(path, record) for each video in input order; record.id is its name (default:
         the path). A video that cannot be used gives (path, RejectedInput) instead.
-        `cancelled(i)` true: video i stops decoding at its next chunk (rejected as cancelled)."""
-        for video in self._embed(paths, names, cancelled):
+        `cancels[i]` set: video i's work stops (see Cancellation); it is rejected as cancelled."""
+        for video in self._embed(paths, names, cancels):
             if video.rejected is not None:
                 yield video.path, video.rejected
                 continue
@@ -161,12 +192,13 @@ class Extractor:
         try:
             video = open_video(path, self.config.max_frames, name,
                                frame_threads=not self.resize_in_decoder,  # inference on a GPU
-                               accept_truncated=self.config.accept_truncated)
+                               accept_truncated=self.config.accept_truncated,
+                               max_pixels=self.config.max_pixels)
             n_frames = video.info.n_frames
             yield Opened(n_frames)
             for chunk in video.chunks(self.config.chunk_bytes):
                 if cancelled():
-                    raise RejectedInput(name, "cancelled (its request timed out)")
+                    raise _cancelled_reason(name)
                 frames = torch.from_numpy(chunk)
                 if self.resize_in_decoder:
                     # Two frames at a time: the float copy of a 1080p frame is 25 MB.
@@ -177,6 +209,8 @@ class Extractor:
             del video
             # Sound after the frames, so inference starts on them at once. It is decoded
             # as a stream, only the seconds the frames need (tens of MB at most).
+            if cancelled():
+                raise _cancelled_reason(name)
             wave = read_audio(path, n_frames, name)
             yield Sound(None if wave is None else audio_examples(wave, n_frames))
         except RejectedInput as e:
@@ -197,14 +231,13 @@ class Extractor:
                 return
 
     def _events(self, paths: Sequence[str], names: Sequence[str],
-                cancelled: Callable[[int], bool] | None = None
-                ) -> Iterator[tuple[int, Iterator[Event]]]:
+                cancels: Sequence[Cancellation]) -> Iterator[tuple[int, Iterator[Event]]]:
         """(index, event stream) per video in order, decoded ahead by the workers."""
         workers = self.config.workers
 
         def check(i: int) -> Callable[[], bool]:
             """Video i's cancellation test, for the decoder to ask between chunks."""
-            return (lambda: cancelled(i)) if cancelled else (lambda: False)
+            return cancels[i].is_set
 
         if workers <= 0:
             for i, (p, n) in enumerate(zip(paths, names)):
@@ -241,22 +274,24 @@ class Extractor:
     # ------------------------------------------------------------------ inference side
 
     def _embed(self, paths: Sequence[str], names: Sequence[str] | None,
-               cancelled: Callable[[int], bool] | None = None) -> Iterator[_Video]:
-        """Videos with their backbone outputs, in input order, as soon as each is complete."""
+               cancels: Sequence[Cancellation] | None = None) -> Iterator[_Video]:
+        """Videos with their backbone outputs, in input order, as soon as each is complete.
+        A cancelled video's queued frames and sound are dropped unembedded."""
         paths = list(paths)
         names = list(names) if names is not None else list(paths)
+        cancels = list(cancels) if cancels is not None else [Cancellation() for _ in paths]
         pending: collections.deque[_Video] = collections.deque()
         batch = _InceptionBatch(self)
-        for i, events in self._events(paths, names, cancelled):
-            video = _Video(i, paths[i], names[i])
+        for i, events in self._events(paths, names, cancels):
+            video = _Video(i, paths[i], names[i], cancels[i])
             pending.append(video)
             for event in events:
                 match event:
                     case Opened(n_frames):
                         video.n_frames = n_frames
-                    case Frames(frames):
+                    case Frames(frames) if not video.dropped():
                         batch.add(video, frames)
-                    case Sound(examples):
+                    case Sound(examples) if not video.dropped():
                         if examples is not None:
                             video.fc2 = vggish_fc2(self.backbones, examples, self.batch_size)
                             video.has_audio = True
@@ -295,12 +330,16 @@ class _InceptionBatch:
                 self.run()
 
     def run(self) -> None:
-        if not self.parts:
+        # No new batch includes a video cancelled meanwhile: its gathered frames are dropped.
+        parts = [(video, f) for video, f in self.parts if not video.dropped()]
+        self.parts, self.frames = [], 0
+        if not parts:
             return
-        pool3 = inception_pool3(self.extractor.backbones, torch.cat([f for _, f in self.parts]))
+        pool3 = inception_pool3(self.extractor.backbones, torch.cat([f for _, f in parts]))
         at = 0
-        for video, f in self.parts:
+        for video, f in parts:
+            if video.cancel.is_set():  # cancelled while its batch ran
+                video.cancel.late_frames += len(f)
             video.pool3.append(pool3[at:at + len(f)])
             video.embedded += len(f)
             at += len(f)
-        self.parts, self.frames = [], 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from .data import pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
+
+if TYPE_CHECKING:  # extraction is loaded only where clips are classified
+    from extract.extractor import Cancellation
 
 KAGGLE_HEADER = ("VideoId", "LabelConfidencePairs")
 
@@ -188,11 +191,11 @@ class Classifier:
 
     def classify(self, paths: Sequence[str], names: Sequence[str] | None = None,
                  options: ClassifyOptions | None = None,
-                 cancelled: Callable[[int], bool] | None = None
+                 cancels: Sequence[Cancellation] | None = None
                  ) -> Iterator[tuple[str, ClipResult | RejectedInput]]:
         """(name, result or rejection) for each path, in input order; `names` default to the
         paths. Clips are extracted one after another and scored `batch_size` at a time.
-        `cancelled(i)` true: clip i stops at its next chunk (rejected as cancelled)."""
+        `cancels[i]` set: clip i's extraction stops (rejected as cancelled)."""
         opt = options or self.options
         names = list(paths) if names is None else list(names)
         pending: list[tuple[str, VideoRecord | RejectedInput]] = []  # in input order
@@ -207,7 +210,7 @@ class Classifier:
             pending.clear()
 
         for name, (_, got) in zip(names, self.extractor.extract_paths(list(paths), names,
-                                                                     cancelled)):
+                                                                     cancels)):
             if isinstance(got, VideoRecord) and got.n_frames == 0:
                 got = RejectedInput(name, "no frames were decoded (zero duration)")
             pending.append((name, got))

@@ -40,7 +40,7 @@ def _add_extraction(p: argparse.ArgumentParser) -> None:
 
 SERVE_FLAGS = ["host", "port", "token", "timeout_s", "max_queue", "body_timeout_s",
                "idle_timeout_s", "max_connections", "max_pixels", "max_duration_s",
-               "max_channels", "max_batch"]
+               "max_channels", "max_pixels_in_flight", "max_batch"]
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

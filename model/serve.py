@@ -33,7 +33,6 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.requests import ClientDisconnect
 
+from extract.extractor import Cancellation
 from yt8m.errors import RejectedInput
 
 from .inference import Classifier, ClipResult
@@ -61,18 +61,34 @@ class _Job:
     future: asyncio.Future
     top_k: int
     segments: bool
-    cancel: threading.Event = field(default_factory=threading.Event)  # set when it timed out
+    pixels: int = 0  # its frame size, counted against the server's pixel budget
+    cancel: Cancellation = field(default_factory=Cancellation)  # set when it timed out
+
+
+@dataclass
+class BatcherStats:
+    """Counters for /health (and the tests that check the work a timeout saves)."""
+
+    batches: int = 0
+    cancelled: int = 0  # requests whose work was cancelled (they timed out)
+    frames_after_cancel: int = 0  # Inception frames that still ran for them after that
 
 
 @dataclass
 class Batcher:
-    """Concurrent requests -> batches run in one worker thread; results resolve futures."""
+    """Concurrent requests -> batches run in one worker thread; results resolve futures.
+
+    Admission: at most `max_queue` requests wait, and the frame sizes of all requests in
+    flight (waiting or running) add up to at most `max_pixels_in_flight` (a single clip
+    is always admitted when nothing else is in flight); beyond either, 503."""
 
     classifier: Classifier
     max_batch: int = 8
     batch_wait_s: float = 0.01
     max_queue: int = 32
-    batches: int = 0  # how many batches ran (for /health and tests)
+    max_pixels_in_flight: int = ServeSettings.max_pixels_in_flight
+    stats: BatcherStats = field(default_factory=BatcherStats)
+    pixels_in_flight: int = 0
     _queue: asyncio.Queue | None = field(default=None, repr=False)
     _task: asyncio.Task | None = field(default=None, repr=False)
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
@@ -98,17 +114,35 @@ class Batcher:
     def full(self) -> bool:
         return self._queue is not None and self._queue.full()
 
-    def submit(self, path: str, name: str, top_k: int, segments: bool) -> _Job:
-        """Queue an upload (HTTPProblem 503 when the queue is full); from now on the
-        batcher removes its file."""
-        job = _Job(path, name, asyncio.get_running_loop().create_future(), top_k, segments)
+    def queued(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def submit(self, path: str, name: str, top_k: int, segments: bool, pixels: int = 0) -> _Job:
+        """Queue an upload (HTTPProblem 503 when the queue or the pixel budget is full);
+        from now on the batcher removes its file."""
+        job = _Job(path, name, asyncio.get_running_loop().create_future(), top_k, segments, pixels)
+        if self.pixels_in_flight and self.pixels_in_flight + pixels > self.max_pixels_in_flight:
+            _discard(job)
+            raise HTTPProblem(503, "the server is busy: the clips in flight already hold its "
+                                   "pixel budget (--max-pixels-in-flight); try again shortly",
+                              {"Retry-After": "5"})
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             _discard(job)
             raise HTTPProblem(503, "the server is busy: too many clips are waiting; try again "
                                    "shortly", {"Retry-After": "5"}) from None
+        self.pixels_in_flight += pixels
         return job
+
+    def _finished(self, jobs: list[_Job]) -> None:
+        """Jobs whose work is over (answered, failed or dropped): their pixels are free and
+        a cancelled one's late work is counted."""
+        for job in jobs:
+            self.pixels_in_flight -= job.pixels
+            if job.cancel.is_set():
+                self.stats.cancelled += 1
+                self.stats.frames_after_cancel += job.cancel.late_frames
 
     async def _next_batch(self) -> list[_Job]:
         jobs = [await self._queue.get()]
@@ -131,9 +165,10 @@ class Batcher:
         while True:
             jobs = await self._next_batch()
             live = [job for job in jobs if not job.future.done() and not job.cancel.is_set()]
-            for job in jobs:  # requests that timed out meanwhile: skip their work
-                if job not in live:
-                    _discard(job)
+            dead = [job for job in jobs if job not in live]
+            for job in dead:  # requests that timed out meanwhile: skip their work
+                _discard(job)
+            self._finished(dead)
             if not live:
                 continue
             try:
@@ -143,7 +178,9 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(e)
                 continue
-            self.batches += 1
+            finally:
+                self._finished(live)
+            self.stats.batches += 1
             for job in live:
                 if not job.future.done():
                     job.future.set_result(results.get(job.path,
@@ -157,7 +194,7 @@ class Batcher:
                                       segments=any(j.segments for j in jobs))
         try:
             outputs = list(self.classifier.classify(paths, [j.name for j in jobs], options,
-                                                    lambda i: jobs[i].cancel.is_set()))
+                                                    [j.cancel for j in jobs]))
             return {job.path: _trim(got, job) for job, (_, got) in zip(jobs, outputs)}
         finally:
             for job in jobs:
@@ -340,8 +377,8 @@ class _ClassifyRoute:
         except ClientDisconnect:  # the client went away mid-upload; its file is already gone
             return _problem(400, "client disconnected during the upload")
         try:
-            await asyncio.to_thread(probe_limits, path, name, self.settings)
-            job = self.batcher.submit(path, name, top_k, segments)
+            header = await asyncio.to_thread(probe_limits, path, name, self.settings)
+            job = self.batcher.submit(path, name, top_k, segments, header.pixels)
         except HTTPProblem as e:
             if os.path.exists(path):
                 os.remove(path)
@@ -366,7 +403,7 @@ class _ClassifyRoute:
         try:
             got = await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
         except asyncio.TimeoutError:
-            job.cancel.set()  # its decoding stops at the next chunk, so the next clips go on
+            job.cancel.set()  # its work stops within one backbone batch; the next clips go on
             job.future.cancel()
             return _problem(504, f"no answer within {timeout_s:g} s; try a shorter clip "
                                  "or start the server with a larger --timeout-s")
@@ -378,20 +415,29 @@ class _ClassifyRoute:
 
 
 def _health(classifier: Classifier, batcher: Batcher, upload_dir: str) -> dict:
-    loaded = classifier.loaded
+    loaded, stats = classifier.loaded, batcher.stats
     # The model folder's name only: a path would tell clients about this machine.
     model_name = os.path.basename(os.path.dirname(loaded.path)) or "model"
     return {"status": "ok", "model": model_name, "architecture": loaded.config.name,
             "classes": len(loaded.vocabulary), "vocabulary": loaded.vocabulary.name,
             "random_weights": classifier.random_weights,
-            "uploads_in_flight": len(os.listdir(upload_dir)), "batches": batcher.batches}
+            "uploads_in_flight": len(os.listdir(upload_dir)),
+            "queued": batcher.queued(), "pixels_in_flight": batcher.pixels_in_flight,
+            "batches": stats.batches,
+            "cancelled": stats.cancelled, "frames_after_cancel": stats.frames_after_cancel,
+            "backbone_batch": classifier.extractor.batch_size}
 
 
 def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     """The FastAPI app around a loaded Classifier (model + extractor)."""
     settings = settings or ServeSettings()
     token = resolve_token(settings)
-    batcher = Batcher(classifier, settings.max_batch, settings.batch_wait_s, settings.max_queue)
+    batcher = Batcher(classifier, settings.max_batch, settings.batch_wait_s, settings.max_queue,
+                      settings.max_pixels_in_flight)
+    # The decoder allocates no frame over the limit either: a stream whose frames grow
+    # past it mid-way fails before the memory is taken.
+    classifier.extractor.config = dataclasses.replace(classifier.extractor.config,
+                                                      max_pixels=settings.max_pixels)
     upload_dir, own_dir = upload_folder(settings.temp_dir)
     loaded = classifier.loaded
 

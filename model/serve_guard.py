@@ -46,6 +46,10 @@ class ServeSettings:
     max_duration_s: float = _f(6 * 3600.0, "longest clip accepted, by its declared duration; "
                                            "longer gets 413")
     max_channels: int = _f(16, "most audio channels accepted; more gets 413")
+    max_pixels_in_flight: int = _f(8 * 3840 * 2160, "the frame sizes of all clips waiting or being "
+                                                    "classified, added up, in pixels; a clip "
+                                                    "beyond it gets 503 with Retry-After",
+                                   default_help="66355200: eight 4K clips, or 32 of 1080p")
     max_batch: int = _f(8, "requests gathered into one extraction + model call")
     batch_wait_s: float = 0.01
     top_k: int = _f(LABELS_PER_CLIP, "labels per clip", metavar="K")
@@ -64,23 +68,33 @@ class HTTPProblem(Exception):
 
 # --------------------------------------------------------------------------- media limits
 
-def probe_limits(path: str, name: str, settings: ServeSettings) -> None:
+@dataclass(frozen=True)
+class MediaHeader:
+    """What a clip's container and stream headers declare."""
+
+    pixels: int  # of its largest video frame; 0 when no header says
+
+
+def probe_limits(path: str, name: str, settings: ServeSettings) -> MediaHeader:
     """HTTPProblem (413) when the file declares frames, duration or channels over the
-    limits; reads only the container's header, decodes nothing. Undecodable files pass:
-    the decoder names what is wrong with them (422)."""
+    limits. Reads container and stream headers only: FFmpeg's probe would otherwise open a
+    decoder and decode a frame where the headers say too little (tens to hundreds of MB for
+    one huge frame), so no decoder is allowed to open. Undecodable files pass: the decoder
+    names what is wrong with them (422)."""
     import av
 
     try:
-        container = av.open(path)
+        container = av.open(path, options={"codec_whitelist": "none"})
     except (av.error.FFmpegError, OSError, UnicodeDecodeError):
-        return
+        return MediaHeader(0)
+    pixels = 0
     with container:
         for stream in container.streams.video:
-            pixels = (stream.codec_context.width or 0) * (stream.codec_context.height or 0)
-            if pixels > settings.max_pixels:
-                raise HTTPProblem(413, f"{name}: frames of {stream.codec_context.width}x"
-                                       f"{stream.codec_context.height} pixels are over this "
+            width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+            if width * height > settings.max_pixels:
+                raise HTTPProblem(413, f"{name}: frames of {width}x{height} pixels are over this "
                                        f"server's limit of {settings.max_pixels} (--max-pixels)")
+            pixels = max(pixels, width * height)
         for stream in container.streams.audio:
             if (stream.codec_context.channels or 0) > settings.max_channels:
                 raise HTTPProblem(413, f"{name}: {stream.codec_context.channels} audio channels are "
@@ -90,6 +104,7 @@ def probe_limits(path: str, name: str, settings: ServeSettings) -> None:
         if seconds > settings.max_duration_s:
             raise HTTPProblem(413, f"{name}: {seconds:.0f} s long, over this server's limit of "
                                    f"{settings.max_duration_s:g} s (--max-duration-s)")
+    return MediaHeader(pixels)
 
 
 # --------------------------------------------------------------------------- the token
