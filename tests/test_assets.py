@@ -27,7 +27,7 @@ from test_paddle_convert import SMALL, _vocab
 from yt8m import assets
 from yt8m.assets import Asset, FetchFailed, cache_dir, fetch, find_asset
 from yt8m.errors import UsageError
-from yt8m.inventory import run
+from yt8m.inventory import Placed, run
 
 PAYLOAD = os.urandom(300_000)
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
@@ -369,6 +369,20 @@ def test_check_reports_exactly_what_is_on_disk(tmp_path):
         f"{w}/NEXTVLAD.pdparams": "missing"}, result.stdout
     assert before == {p: os.path.getmtime(p) for p in tmp_path.rglob("*")}
     assert "Run `python pipeline.py download` on a machine with network access" in result.stderr
+
+
+def test_an_unreachable_host_is_tried_once_per_run(tmp_path, capsys):
+    """Behind a firewall that drops packets each try waits for the whole timeout: a host
+    that could not be reached is not tried again for the next files of the run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{s.getsockname()[1]}"
+    placed = [Placed(Asset(n, f"http://{host}/{n}"), str(tmp_path)) for n in ("a.bin", "b.bin")]
+    with pytest.raises(UsageError, match="a.bin, b.bin"):
+        run(placed, quiet=True)
+    out = capsys.readouterr().out
+    assert "    network unreachable" in out
+    assert f"    not tried: {host} could not be reached for an earlier file" in out
 
 
 def test_fitted_pca_is_never_overwritten(tmp_path, cache, capsys):

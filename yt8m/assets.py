@@ -171,10 +171,11 @@ class FetchFailed(UsageError):
     """An asset that could not be had; `state` (failed, bad checksum, bad structure) and
     `reason` fill the `download` table, the message says what to do."""
 
-    def __init__(self, asset: Asset, folder: str, state: str, reason: str):
+    def __init__(self, asset: Asset, folder: str, state: str, reason: str,
+                 unreachable: bool = False):
         super().__init__(f"cannot download {asset.filename} ({state}): {reason}.\n"
                          + missing_message([asset], [folder]))
-        self.state, self.reason = state, reason
+        self.state, self.reason, self.unreachable = state, reason, unreachable
 
 
 @contextmanager
@@ -233,7 +234,7 @@ def _download(asset: Asset, dest_dir: str, quiet: bool, url: str) -> str:
         if os.path.exists(partial) and (e.discarded or e.status is not None
                                         or os.path.getsize(partial) == 0):
             os.remove(partial)
-        raise FetchFailed(asset, dest_dir, "failed", str(e)) from None
+        raise FetchFailed(asset, dest_dir, "failed", str(e), e.unreachable) from None
     bad = problem(asset, partial, structure=not asset.members)
     if bad is not None:
         os.remove(partial)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 from .assets import (DOWNLOAD_HINT, FEATURES, GOLDEN, LABELS, MIRROR_ENV, Asset, FetchFailed,
                      destination, locate, obtain, verify)
@@ -66,18 +67,28 @@ def inspect(placed: Placed) -> Row:
     return Row(placed, PRESENT, "; ".join(n for n in notes if n), a.url)
 
 
-def fetch_row(placed: Placed, mirror: str | None = None, quiet: bool = False) -> Row:
+def fetch_row(placed: Placed, mirror: str | None = None, quiet: bool = False,
+              unreachable: set[str] | None = None) -> Row:
     """Fetch the asset unless a good copy is there; its row, never an exception for an
-    asset that could not be had."""
+    asset that could not be had. `unreachable`: hosts that could not be reached during
+    this run (not tried again: behind a firewall that drops packets, each try would wait
+    for the whole timeout); hosts found unreachable are added."""
     a, folder = placed.asset, placed.folder
     url = a.url_from(mirror)
+    host = urlsplit(url).netloc
     refused = placed.refuse(folder) if placed.refuse else None
     if placed.skip or refused:
         return Row(placed, SKIPPED if placed.skip else FAILED, placed.skip or refused, url)
+    if unreachable is not None and host in unreachable and locate(a, folder) is None:
+        return Row(placed, FAILED, f"not tried: {host} could not be reached for an earlier "
+                                   "file of this run", url)
     try:
         path, fetched = obtain(a, folder, quiet, mirror)
     except FetchFailed as e:  # the URL is in its column
-        return Row(placed, e.state, e.reason.replace(f"{url}: ", "").replace(url, "the URL"), url)
+        if e.unreachable and unreachable is not None:
+            unreachable.add(host)
+        return Row(placed, e.state, e.reason.replace(f"cannot reach {url}: ", "")
+                   .replace(f"{url}: ", "").replace(url, "the URL"), url)
     except OSError as e:  # the folder itself: not writable, disk full
         return Row(placed, FAILED, f"{folder}: {e.strerror or e}", url)
     note = ""
@@ -133,7 +144,9 @@ def run(placed: list[Placed], mirror: str | None = None, check_only: bool = Fals
     UsageError (exit 2) when something needed for real features or labels is missing."""
     import sys
 
-    rows = [inspect(p) if check_only else fetch_row(p, mirror, quiet) for p in placed]
+    unreachable: set[str] = set()
+    rows = [inspect(p) if check_only else fetch_row(p, mirror, quiet, unreachable)
+            for p in placed]
     print(table(rows), flush=True)
     warning = outcome(rows, check_only)
     if warning:

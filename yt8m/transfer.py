@@ -22,12 +22,14 @@ _UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")
 
 class TransferFailed(Exception):
     """A download could not finish; `status` is the HTTP status when the server answered.
-    `discarded`: the part was found wrong and must not be continued."""
+    `discarded`: the part was found wrong and must not be continued; `unreachable`: no
+    connection to the host at all."""
 
     def __init__(self, reason: str, status: int | None = None, total: int | None = None,
-                 discarded: bool = False):
+                 discarded: bool = False, unreachable: bool = False):
         super().__init__(reason)
         self.status, self.total, self.discarded = status, total, discarded
+        self.unreachable = unreachable
 
 
 def open_url(url: str, headers: dict[str, str] | None = None):
@@ -40,7 +42,7 @@ def open_url(url: str, headers: dict[str, str] | None = None):
                              total=int(m.group(1)) if m else None) from None
     except (urllib.error.URLError, socket.timeout, OSError) as e:
         raise TransferFailed(f"cannot reach {url}: network unreachable "
-                             f"({getattr(e, 'reason', e)})") from None
+                             f"({getattr(e, 'reason', e)})", unreachable=True) from None
 
 
 def _declared(response, have: int) -> tuple[int, int | None]:
