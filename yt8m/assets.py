@@ -115,10 +115,6 @@ def verify(asset: Asset, found: str) -> tuple[str, str] | None:
                    and not asset.members)
 
 
-def checksum_ok(asset: Asset, path: str) -> bool:
-    return verify(asset, path) is None
-
-
 def destination(asset: Asset, folder: str) -> str:
     """Where `asset` belongs in `folder`, in words: the file, or the archive's members."""
     if asset.members:
