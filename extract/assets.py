@@ -4,28 +4,36 @@ Weights (`pt_inception-2015-12-05-6726825d.pth`, `vggish-10086976.pth`) live in
 `--weights-dir`, else the cache (yt8m.assets.cache_dir()). PCA parameters live in
 `--pca-dir` (default pca_params/): the contents of `yt8m_pca.tgz` and
 `vggish_pca_params.npz` (or the PyTorch port's `vggish_pca_params-970ea276.pth`).
+The reference files of the golden checks live in the cache's `reference/` folder.
+`extract_assets` is this stage's part of the one list `download` works through.
 """
 from __future__ import annotations
 
 import os
 
-from yt8m.assets import DEFAULT_PCA_DIR, Asset, cache_dir, fetch, find_asset, missing_message
+from yt8m.assets import (DEFAULT_PCA_DIR, DOWNLOAD_HINT, GOLDEN, Asset, cache_dir, find_asset,
+                         missing_message)
 from yt8m.errors import UsageError
+from yt8m.inventory import Placed
 
 from .inception import INCEPTION_2015_12_05
-from .pca import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES
+from .pca import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES, load_audio_pca, load_rgb_pca
 from .vggish import VGGISH_AUDIOSET
 
-YT8M_PCA = Asset(
+
+YT8M_PCA = Asset(  # data.yt8m.org serves it as published (no Git history to pin)
     filename="yt8m_pca.tgz",
     url="http://data.yt8m.org/yt8m_pca.tgz",
     description="YouTube-8M visual PCA (Inception pool_3 2048 -> 1024)",
     members=RGB_FILES,
+    check=lambda folder: load_rgb_pca(folder) and None,
 )
 VGGISH_PCA = Asset(
     filename=AUDIO_NPZ,
     url=f"https://storage.googleapis.com/audioset/{AUDIO_NPZ}",
     description="AudioSet VGGish PCA + whitening (128 -> 128)",
+    accepted=(AUDIO_PTH,),
+    check=lambda path: load_audio_pca(path) and None,
 )
 VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by default
     filename=AUDIO_PTH,
@@ -36,22 +44,59 @@ VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by 
 WEIGHTS = (INCEPTION_2015_12_05.asset, VGGISH_AUDIOSET.asset)
 PCA_ASSETS = (YT8M_PCA, VGGISH_PCA)
 
-# Published test data with known values, so that a machine with the real assets can
-# prove the chain (tests/test_published_assets.py). Small; no checksums are published.
-_TESTDATA = "https://raw.githubusercontent.com/google/youtube-8m/master/feature_extractor/testdata"
+# The YouTube-8M starter code's test data (feature_extractor/feature_extractor_test.py),
+# pinned to the commit that added it: two of the three files were removed from the
+# repository's branches the next day. The full SHA-256 and size of each file at that
+# commit prove it (no structure check needed).
+STARTER_COMMIT = "4619056162f466293d99e0c59512f8d0f3427fe2"
+_TESTDATA = ("https://raw.githubusercontent.com/google/youtube-8m/"
+             f"{STARTER_COMMIT}/feature_extractor/testdata")
 REFERENCE_DATA = (
     Asset("sports1m_frame.pkl", f"{_TESTDATA}/sports1m_frame.pkl",
-          description="YouTube-8M starter code: an Inception pool_3 vector before and after "
-                      "the published PCA"),
+          sha256="e91e9829d372067782c7a64c25cabc5a4c9d3b20f175081a48eecf8dbf7fb962",
+          size=74816, purpose=GOLDEN,
+          description="the published visual PCA check: a pool_3 vector before and after the "
+                      "starter code's PCA"),
     Asset("AO7u7fwGzJQ_at_second_0.jpg", f"{_TESTDATA}/AO7u7fwGzJQ_at_second_0.jpg",
-          description="YouTube-8M starter code: a frame"),
-    Asset("AO7u7fwGzJQ_at_second_0_feats.json", f"{_TESTDATA}/AO7u7fwGzJQ_at_second_0_feats.json",
-          description="YouTube-8M starter code: that frame's pool_3 features"),
+          sha256="288c6a64a58cb95c7f31f603a154bf9d2d5c77228e3cbfd7b57458013eedbbc9",
+          size=20468, purpose=GOLDEN,
+          description="the Inception check: a frame of YouTube video AO7u7fwGzJQ"),
+    Asset("AO7u7fwGzJQ_at_second_0_feats.json",
+          f"{_TESTDATA}/AO7u7fwGzJQ_at_second_0_feats.json",
+          sha256="e0db1e5cc18d97309ddc043a6d469fd8dbb38abcd0a9fe86ebc225522af56239",
+          size=24103, purpose=GOLDEN,
+          description="the Inception check: the starter code's pool_3 features of that frame"),
 )
 
 
 def reference_dir() -> str:
     return os.path.join(cache_dir(), "reference")
+
+
+def _fitted_here(pca_dir: str) -> str | None:
+    """Never overwrite a user's fitted parameters, nor label them as published."""
+    if not os.path.exists(os.path.join(pca_dir, FITTED_MARKER)):
+        return None
+    return (f"{pca_dir} holds PCA parameters fitted with fit-pca ({FITTED_MARKER}), not the "
+            "published ones: pass --pca-dir with another folder for the published files, or "
+            f"move the fitted files out of {pca_dir}")
+
+
+def extract_assets(weights_dir: str | None = None,
+                   pca_dir: str = DEFAULT_PCA_DIR) -> list[Placed]:
+    """Every published file of this stage and the folder it belongs in."""
+    return ([Placed(a, weights_dir or cache_dir()) for a in WEIGHTS]
+            + [Placed(a, pca_dir, refuse=_fitted_here) for a in PCA_ASSETS]
+            + [Placed(a, reference_dir()) for a in REFERENCE_DATA])
+
+
+def pca_missing_message(pca_dir: str, names: list[str]) -> str:
+    """What `load_pca` says when files are missing: the published files, and fit-pca."""
+    return (f"PCA parameters missing in {pca_dir}: {', '.join(names)}.\n"
+            + missing_message(PCA_ASSETS, [pca_dir])
+            + f"\nOr fit your own with `python pipeline.py fit-pca --videos DIR` "
+              f"(`{DOWNLOAD_HINT}` puts the published ones in {DEFAULT_PCA_DIR}/ by default; "
+              "pass --pca-dir to use another folder).")
 
 
 def weights_search_dirs(weights_dir: str | None) -> list[str]:
@@ -78,23 +123,3 @@ def resolve_weights(weights_dir: str | None,
         raise UsageError(missing_message(missing, dirs)
                          + "\n(--random-weights runs without them, for smoke tests only.)")
     return found[0], found[1]
-
-
-def download_all(dest_dir: str | None = None, pca_dir: str = DEFAULT_PCA_DIR,
-                 quiet: bool = False) -> list[str]:
-    """Fetch weights into `dest_dir` (default: the cache), the published PCA files into
-    `pca_dir` and the reference data into the cache (the vocabulary is fetched and checked
-    by yt8m.vocabulary.download_official). Returns the paths written or found. Raises
-    UsageError (exit 2) when offline."""
-    dest_dir = dest_dir or cache_dir()
-    paths = [fetch(asset, dest_dir, quiet=quiet) for asset in WEIGHTS]
-    if os.path.exists(os.path.join(pca_dir, FITTED_MARKER)):
-        # Never overwrite a user's fitted parameters, nor label them as published.
-        raise UsageError(f"{pca_dir} holds PCA parameters fitted with fit-pca "
-                         f"({FITTED_MARKER}); the weights were downloaded to {dest_dir}. To "
-                         "download the published PCA parameters, pass --pca-dir with another "
-                         f"folder, or move the fitted files out of {pca_dir}.")
-    for asset in PCA_ASSETS:
-        paths.append(fetch(asset, pca_dir, quiet=quiet))
-    paths += [fetch(asset, reference_dir(), quiet=quiet) for asset in REFERENCE_DATA]
-    return paths

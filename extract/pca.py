@@ -108,13 +108,9 @@ def apply_audio_pca(params: PCAParams, feats128: Any) -> Any:
 
 
 def _missing(pca_dir: str, names: list[str]) -> UsageError:
-    return UsageError(
-        f"PCA parameters missing in {pca_dir}: {', '.join(names)}. Put the contents of "
-        "yt8m_pca.tgz (mean.npy, eigenvals.npy, eigenvecs.npy; http://data.yt8m.org/yt8m_pca.tgz) "
-        f"and {AUDIO_NPZ} (https://storage.googleapis.com/audioset/{AUDIO_NPZ}; the PyTorch "
-        f"port's {AUDIO_PTH} is accepted too) in {pca_dir}, or run `python pipeline.py "
-        f"download` (fetches them into pca_params/), or fit your own with `python pipeline.py "
-        f"fit-pca --videos DIR`; pass --pca-dir to use another folder.")
+    from .assets import pca_missing_message  # the asset list imports this module
+
+    return UsageError(pca_missing_message(pca_dir, names))
 
 
 def _sha256_files(paths: list[str]) -> str:

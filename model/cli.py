@@ -58,19 +58,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_download(commands: argparse._SubParsersAction) -> None:
-    from yt8m.assets import DEFAULT_PCA_DIR
+    from yt8m.assets import DEFAULT_PCA_DIR, MIRROR_ENV
     from yt8m.cli_util import add_quiet
 
     p = commands.add_parser(
-        "download", help="fetch weights, PCA parameters, the vocabulary and the published model",
-        description="Downloads pt_inception-2015-12-05-6726825d.pth and vggish-10086976.pth "
-                    "(into --weights-dir, default the cache), yt8m_pca.tgz and "
-                    "vggish_pca_params.npz (into --pca-dir), YouTube-8M's vocabulary.csv (into "
-                    "--vocabulary-dir, default the cache) and PaddlePaddle's YouTube-8M NeXtVLAD "
-                    "(NEXTVLAD.pdparams, into --weights-dir), converted on arrival into a model "
-                    "that classify, predict, evaluate and serve use by default. Verified by "
-                    "checksum, or for the model by its parameter names and shapes; interrupted "
-                    "downloads continue where they stopped.")
+        "download", help="fetch (or with --check, list) every published file the toolkit uses",
+        description="Fetches every published file, each on its own and verified (checksum, "
+                    "or structure where none is published): the backbone weights (into "
+                    "--weights-dir, default the cache), the PCA parameters (into --pca-dir), "
+                    "YouTube-8M's vocabulary.csv (into --vocabulary-dir, default the cache), "
+                    "PaddlePaddle's YouTube-8M NeXtVLAD (into --weights-dir, converted on "
+                    "arrival into the model classify, predict, evaluate and serve use by "
+                    "default) and the reference files of the golden checks. Ends with one "
+                    "table: each file, what it is for, its state, its URL and the folder it "
+                    "belongs in. Interrupted downloads continue where they stopped. Exit 2 "
+                    "when a file needed for real features or labels is missing.")
+    p.add_argument("--check", action="store_true",
+                   help="print the table from what is on disk, without network")
+    p.add_argument("--mirror", default=None, metavar="URL",
+                   help=f"fetch every file from URL/FILENAME, a server holding the files by "
+                        f"name (default: ${MIRROR_ENV}, else the published URLs); with "
+                        "--dataset: us, eu or asia (default us)")
     p.add_argument("--weights-dir", default=None, metavar="DIR")
     p.add_argument("--pca-dir", default=DEFAULT_PCA_DIR, metavar="DIR")
     p.add_argument("--vocabulary-dir", default=None, metavar="DIR",
@@ -83,8 +91,6 @@ def _add_download(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--part", default=None, metavar="X,Y",
                    help="with --dataset: only a 1/Y fraction (X,Y as the official "
                         "download.py, 1-based; or I/N, 0-based)")
-    p.add_argument("--mirror", default="us", choices=["us", "eu", "asia"],
-                   help="with --dataset: the mirror to download from")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="with --dataset: where to put the files (default data/yt8m/PARTITION)")
     add_quiet(p)
@@ -169,40 +175,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    """Every asset is tried; those that could not be had are listed together (exit 2)."""
-    import sys
+    """Every asset is tried on its own; the table says what is where (exit 2 when something
+    needed for real features or labels is missing)."""
+    import os
 
-    from yt8m.assets import cache_dir
+    from yt8m.assets import MIRROR_ENV, cache_dir
     from yt8m.errors import UsageError
+    from yt8m.inventory import run
     from yt8m.vocabulary import download_official
 
-    vocabulary_dir = args.vocabulary_dir or cache_dir()
     if args.dataset:
         # Official features need no backbones: the partition and the vocabulary only.
+        from yt8m.dataset_download import MIRRORS
         from yt8m.dataset_download import run_download as download_dataset
 
+        args.mirror = args.mirror or "us"
+        if args.mirror not in MIRRORS:
+            raise UsageError(f"--mirror {args.mirror!r} with --dataset: choose one of "
+                             f"{', '.join(MIRRORS)} (the dataset's own mirrors).")
         code = download_dataset(args)
-        print(download_official(vocabulary_dir, quiet=args.quiet))
+        print(download_official(args.vocabulary_dir or cache_dir(), quiet=args.quiet))
         return code
-    from extract.assets import download_all
+    from .pretrained import published_assets
 
-    from .pretrained import download_pretrained
-
-    steps = [lambda: download_all(args.weights_dir, pca_dir=args.pca_dir, quiet=args.quiet),
-             lambda: [download_official(vocabulary_dir, quiet=args.quiet)]]
-    if not args.no_model:  # after the vocabulary, so that the model gets its names
-        steps.append(lambda: [download_pretrained(args.weights_dir, quiet=args.quiet)])
-    failed = []
-    for step in steps:
-        try:
-            for path in step():
-                print(path)
-        except UsageError as e:
-            failed.append(str(e))
-    if failed:
-        raise UsageError("\n\n".join(failed))
-    print("download: done", file=sys.stderr)
-    return 0
+    mirror = args.mirror or os.environ.get(MIRROR_ENV) or None
+    if mirror and not mirror.startswith(("http://", "https://")):
+        raise UsageError(f"--mirror {mirror!r}: give the URL of a server holding the files by "
+                         "name, e.g. http://files.example.org/yt8m (us, eu and asia name the "
+                         "dataset's mirrors, for --dataset).")
+    placed = published_assets(args.weights_dir, args.pca_dir, args.vocabulary_dir,
+                              model=not args.no_model)
+    return run(placed, mirror, check_only=args.check, quiet=args.quiet)
 
 
 def run_convert(args: argparse.Namespace) -> int:

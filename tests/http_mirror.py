@@ -1,5 +1,6 @@
 """A small HTTP server on 127.0.0.1 for download tests: files by URL path, optional Range
-support, connections cut after N bytes, and a log of the requests."""
+support, connections cut after N bytes, bodies held half-sent until the test releases
+them, and a log of the requests."""
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +18,7 @@ class Mirror:
         self.files: dict[str, bytes] = {}
         self.ranges = True
         self.cut_after: dict[str, int] = {}  # path -> bytes sent before the connection drops
+        self.hold: dict[str, threading.Event] = {}  # path -> half the body, then wait for it
         self.requests: list[tuple[str, str | None]] = []
         mirror = self
 
@@ -41,7 +43,14 @@ class Mirror:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 cut = mirror.cut_after.pop(self.path, None)
-                self.wfile.write(body[start:] if cut is None else body[start:start + cut])
+                rest = body[start:] if cut is None else body[start:start + cut]
+                hold = mirror.hold.get(self.path)
+                if hold is not None:
+                    self.wfile.write(rest[:len(rest) // 2])
+                    self.wfile.flush()
+                    hold.wait(120)
+                    rest = rest[len(rest) // 2:]
+                self.wfile.write(rest)
                 if cut is not None:
                     self.close_connection = True
 

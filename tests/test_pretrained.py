@@ -60,7 +60,7 @@ def test_offline_download_exits_2_naming_every_file_and_the_model(tmp_path):
     assert "Traceback" not in result.stderr
     for name in ("pt_inception-2015-12-05-6726825d.pth", "vocabulary.csv", "NEXTVLAD.pdparams",
                  PADDLE_NEXTVLAD.asset.url, str(tmp_path / "w")):
-        assert name in result.stderr, name
+        assert name in result.stdout + result.stderr, name  # the table, then the message
 
 
 def test_default_model_is_the_latest_run_else_the_published_one(tmp_path, monkeypatch, cache,

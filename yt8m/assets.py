@@ -1,32 +1,35 @@
-"""Published files the toolkit needs (weights, PCA parameters, vocabulary): where
-they come from, how to check them, where they live on disk.
+"""Published files the toolkit needs (weights, PCA parameters, vocabulary, reference data):
+where they come from, how to check them, where they live on disk.
 
-An `Asset` is data: file name, URL, checksum. `find_asset` looks for it on disk
-and, when it is missing, raises a `UsageError` that says which file to put where;
-`fetch` downloads it (progress bar, temp file + atomic rename, checksum check).
-Assets keep their published file names so users can drop files in by hand.
+An `Asset` is data: file name, URL, checksum, what it is for and how to check its
+structure. `find_asset` looks for it on disk and, when it is missing, raises a
+`UsageError` that says which file to put where; `fetch` downloads it (one process per
+asset at a time, resumable, sizes checked against what the server declared, checksum
+and structure checked before the file takes its name). A file on disk that fails its
+checks is fetched anew, never reused. Assets keep their published file names so users
+can drop files in by hand, or serve them from one folder as a mirror (`--mirror`).
 """
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import shutil
-import socket
-import tarfile
-import tempfile
-import urllib.error
-import urllib.request
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, Iterator
 
 from .errors import UsageError
+from .transfer import TransferFailed, transfer
 
 APP_NAME = "yt8m-toolkit"
 DEFAULT_PCA_DIR = "pca_params"  # --pca-dir: the published or fitted PCA parameters
 DOWNLOAD_HINT = "python pipeline.py download"
-TIMEOUT_S = 60.0  # seconds without a byte before a download counts as lost
-_CHUNK = 1 << 20
+MIRROR_ENV = "YT8M_MIRROR"  # a server holding every asset by file name (as --mirror)
+
+# What an asset is for (the `download` table's second column).
+FEATURES = "real features"
+LABELS = "real labels"
+GOLDEN = "golden checks"
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,10 @@ class Asset:
 
     `sha256` may be the full hex digest or a prefix of it (torch hub's
     convention puts the first 8 hex digits in the file name, e.g. `-6726825d`);
-    empty means "no published checksum" (the file is then only size-checked).
-    `members` lists what a .tgz/.tar holds: `fetch` unpacks those next to it.
+    empty means "no published checksum": `check` then proves the file by its structure.
+    `members` lists what a .tgz/.tar holds: `fetch` unpacks those next to it, and
+    `check` receives the folder. `accepted`: other names that serve in its place.
+    `check(path)` raises (UsageError, ValueError, OSError) when the content is wrong.
     """
 
     filename: str
@@ -45,11 +50,19 @@ class Asset:
     size: int | None = None
     description: str = ""
     members: tuple[str, ...] = field(default_factory=tuple)
+    purpose: str = FEATURES
+    accepted: tuple[str, ...] = field(default_factory=tuple)
+    check: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def provides(self) -> tuple[str, ...]:
         """The file names a user must have on disk: the archive's members, or the file."""
         return self.members or (self.filename,)
+
+    def url_from(self, mirror: str | None = None) -> str:
+        """The published URL, or the file's name on `mirror` (a server holding the files
+        by name, e.g. `python -m http.server` in a folder of downloaded assets)."""
+        return f"{mirror.rstrip('/')}/{self.filename}" if mirror else self.url
 
 
 def cache_dir() -> str:
@@ -68,10 +81,45 @@ def sha256_of(path: str) -> str:
     return file_digest(path, "sha256")
 
 
-def checksum_ok(asset: Asset, path: str) -> bool:
-    if asset.size is not None and os.path.getsize(path) != asset.size:
-        return False
-    return not asset.sha256 or sha256_of(path).startswith(asset.sha256.lower())
+# States of an asset on disk (see `problem`).
+BAD_CHECKSUM = "bad checksum"
+BAD_STRUCTURE = "bad structure"
+
+
+def problem(asset: Asset, path: str, whole: bool = True,
+            structure: bool = True) -> tuple[str, str] | None:
+    """(state, why) when the file (for an archive: the folder it was unpacked into) at
+    `path` is not the published one; None when it is. `whole`: `path` is the published
+    file itself (the archive, not a stand-in), so its size and checksum apply;
+    `structure`: run `asset.check` too."""
+    if whole:
+        size = os.path.getsize(path)
+        if asset.size is not None and size != asset.size:
+            return BAD_CHECKSUM, f"{size} bytes, the published file has {asset.size}"
+        if asset.sha256:
+            got = sha256_of(path)
+            if not got.startswith(asset.sha256.lower()):
+                return BAD_CHECKSUM, (f"sha256 {got[:16]}..., the published file's starts "
+                                      f"with {asset.sha256[:16]}")
+    if structure and asset.check is not None:
+        try:
+            asset.check(path)
+        except (UsageError, ValueError, OSError, KeyError) as e:
+            return BAD_STRUCTURE, str(e).splitlines()[0]
+    return None
+
+
+def verify(asset: Asset, found: str) -> tuple[str, str] | None:
+    """`problem` of what `locate` found: an archive's folder, the file or a stand-in."""
+    return problem(asset, found, whole=os.path.basename(found) == asset.filename
+                   and not asset.members)
+
+
+def destination(asset: Asset, folder: str) -> str:
+    """Where `asset` belongs in `folder`, in words: the file, or the archive's members."""
+    if asset.members:
+        return f"{os.path.join(folder, '')}{{{','.join(asset.members)}}} (from {asset.filename})"
+    return os.path.join(folder, asset.filename)
 
 
 def missing_message(assets: Iterable[Asset], search_dirs: Iterable[str]) -> str:
@@ -83,11 +131,25 @@ def missing_message(assets: Iterable[Asset], search_dirs: Iterable[str]) -> str:
     for a in assets:
         what = f" ({a.description})" if a.description else ""
         from_archive = f" (unpacked from {a.filename})" if a.members else ""
-        lines.append(f"  {', '.join(a.provides)}{from_archive}{what}: {a.url}")
-    lines.append(f"Run `{DOWNLOAD_HINT}` on a machine with internet access, or download "
-                 f"the file(s) above by hand and put them in {dirs[0] if dirs else 'that folder'} "
-                 "under exactly those names.")
+        also = f" (or {', '.join(a.accepted)})" if a.accepted else ""
+        lines.append(f"  {', '.join(a.provides)}{also}{from_archive}{what}: {a.url}")
+    lines.append(f"Run `{DOWNLOAD_HINT}` on a machine with internet access (`{DOWNLOAD_HINT} "
+                 "--check` lists every file and its folder), or download the file(s) above by "
+                 f"hand and put them in {dirs[0] if dirs else 'that folder'} under exactly "
+                 "those names.")
     return "\n".join(lines)
+
+
+def locate(asset: Asset, folder: str) -> str | None:
+    """Path of `asset` in `folder` (for an archive: the folder, when all its members are
+    there; else the file or an accepted stand-in), or None."""
+    if asset.members:
+        return folder if all(os.path.isfile(os.path.join(folder, m)) for m in asset.members) \
+            else None
+    for name in (asset.filename, *asset.accepted):
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return None
 
 
 def find_asset(asset: Asset, search_dirs: Iterable[str]) -> str:
@@ -95,112 +157,106 @@ def find_asset(asset: Asset, search_dirs: Iterable[str]) -> str:
     holding all its members). Raises UsageError naming the files and folders."""
     search_dirs = [d for d in search_dirs if d]
     for d in search_dirs:
-        if all(os.path.isfile(os.path.join(d, name)) for name in asset.provides):
-            return d if asset.members else os.path.join(d, asset.filename)
+        found = locate(asset, d)
+        if found:
+            return found
     raise UsageError(missing_message([asset], search_dirs))
 
 
-class TransferFailed(Exception):
-    """A download could not finish; `status` is the HTTP status when the server answered."""
+class FetchFailed(UsageError):
+    """An asset that could not be had; `state` (failed, bad checksum, bad structure) and
+    `reason` fill the `download` table, the message says what to do."""
 
-    def __init__(self, reason: str, status: int | None = None):
-        super().__init__(reason)
-        self.status = status
+    def __init__(self, asset: Asset, folder: str, state: str, reason: str,
+                 unreachable: bool = False):
+        super().__init__(f"cannot download {asset.filename} ({state}): {reason}.\n"
+                         + missing_message([asset], [folder]))
+        self.state, self.reason, self.unreachable = state, reason, unreachable
 
 
-def open_url(url: str, headers: dict[str, str] | None = None):
+@contextmanager
+def one_at_a_time(folder: str, name: str, quiet: bool = False) -> Iterator[None]:
+    """Hold `folder/.name.lock` (an advisory lock: one download of an asset at a time,
+    across processes); a second `download` waits here, then finds the file in place."""
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
-                                      timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as e:
-        raise TransferFailed(f"{url} answered HTTP {e.code} {e.reason}", e.code) from None
-    except (urllib.error.URLError, socket.timeout, OSError) as e:
-        raise TransferFailed(f"cannot reach {url}: network unreachable "
-                             f"({getattr(e, 'reason', e)})") from None
-
-
-def transfer(url: str, partial: str, quiet: bool = False, size_hint: int | None = None) -> None:
-    """Download `url` into `partial`, continuing what is already there with an HTTP Range
-    request (starting over when the server ignores it). On a lost connection the part is
-    kept, so the next call continues it. Verification is the caller's."""
-    from .cli_util import progress
-
-    have = os.path.getsize(partial) if os.path.exists(partial) else 0
-    try:
-        response = open_url(url, {"Range": f"bytes={have}-"} if have else None)
-    except TransferFailed as e:
-        if e.status == 416 and have:  # nothing after `have`: the part is whole already
-            return
-        raise
-    with response:
-        resumed = have > 0 and response.status == 206 \
-            and response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
-        length = response.headers.get("Content-Length")
-        expected = int(length) if length and length.isdigit() else None
-        start = have if resumed else 0
-        total = (expected + start) if expected is not None else size_hint
-        got = 0
-        with open(partial, "ab" if resumed else "wb") as out, \
-                progress(total=total, desc=os.path.basename(url), quiet=quiet, unit="B") as bar:
-            bar.update(start)
-            try:
-                for block in iter(lambda: response.read(_CHUNK), b""):
-                    out.write(block)
-                    got += len(block)
-                    bar.update(len(block))
-            except (OSError, socket.timeout, ValueError, http.client.HTTPException) as e:
-                raise TransferFailed(f"connection lost after {start + got} bytes ({e}); the "
-                                     "part is kept and a rerun continues it") from None
-    if expected is not None and got < expected:
-        raise TransferFailed(f"connection closed after {start + got} of {start + expected} "
-                             "bytes; the part is kept and a rerun continues it")
-
-
-def fetch(asset: Asset, dest_dir: str, quiet: bool = False) -> str:
-    """Download `asset` into `dest_dir` (unless already there and valid); return its path.
-
-    For an archive with `members`, unpacks them into `dest_dir` and returns the folder.
-    Downloads to a hidden `.partial` file, continued by the next call after an
-    interruption, and renames it into place only after the checksum passed, so an
-    interrupted or corrupt download never looks like a good file.
-    """
-    os.makedirs(dest_dir, exist_ok=True)
-    target = os.path.join(dest_dir, asset.filename)
-    if asset.members:
-        if all(os.path.isfile(os.path.join(dest_dir, m)) for m in asset.members):
-            return dest_dir
-    elif os.path.isfile(target) and checksum_ok(asset, target):
-        return target
-    partial = os.path.join(dest_dir, f".{asset.filename}.partial")
-    try:
-        transfer(asset.url, partial, quiet, asset.size)
-    except TransferFailed as e:
-        if e.status is None and os.path.exists(partial) and os.path.getsize(partial) == 0:
-            os.remove(partial)
-        if e.status is not None and os.path.exists(partial):
-            os.remove(partial)
-        raise UsageError(f"cannot download {asset.filename}: {e}.\n"
-                         + missing_message([asset], [dest_dir])) from None
-    if not checksum_ok(asset, partial):
-        got = sha256_of(partial)
-        size = os.path.getsize(partial)
-        os.remove(partial)
-        raise UsageError(f"{asset.filename} downloaded from {asset.url} is corrupt: "
-                         f"sha256 {got[:16]}... does not start with {asset.sha256} "
-                         f"(size {size}). It was deleted; run "
-                         f"`{DOWNLOAD_HINT}` again, or fetch it by hand into {dest_dir}.")
-    if asset.members:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    with open(os.path.join(folder, f".{name}.lock"), "a+b") as f:
         try:
-            _unpack(asset, partial, dest_dir)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not quiet:
+                print(f"{name}: another download of it is running; waiting for it",
+                      file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
         finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fetch(asset: Asset, dest_dir: str, quiet: bool = False, mirror: str | None = None) -> str:
+    """`asset`'s path in `dest_dir`, downloaded unless a valid copy is there already."""
+    return obtain(asset, dest_dir, quiet, mirror)[0]
+
+
+def obtain(asset: Asset, dest_dir: str, quiet: bool = False,
+           mirror: str | None = None) -> tuple[str, bool]:
+    """(path, fetched): `asset` in `dest_dir`, downloaded (True) unless a copy that passes
+    its checks is there (False). A copy that fails them is removed and fetched anew.
+
+    Downloads to a hidden `.partial-NAME` file, continued by the next call after an
+    interruption, and gives it its name only after size, checksum and structure passed, so
+    an interrupted or corrupt download never looks like a good file. Raises FetchFailed."""
+    os.makedirs(dest_dir, exist_ok=True)
+    with one_at_a_time(dest_dir, asset.filename, quiet):
+        found = locate(asset, dest_dir)
+        if found and verify(asset, found) is None:
+            return found, False
+        if found:  # present but wrong: never reused
+            for name in asset.members or (os.path.basename(found),):
+                os.remove(os.path.join(dest_dir, name))
+        return _download(asset, dest_dir, quiet, asset.url_from(mirror)), True
+
+
+def _download(asset: Asset, dest_dir: str, quiet: bool, url: str) -> str:
+    # Hidden, and ending like the file: structure checks may go by the suffix.
+    partial = os.path.join(dest_dir, f".partial-{asset.filename}")
+    try:
+        transfer(url, partial, quiet, asset.size)
+    except TransferFailed as e:
+        if os.path.exists(partial) and (e.discarded or e.status is not None
+                                        or os.path.getsize(partial) == 0):
             os.remove(partial)
-        return dest_dir
-    os.replace(partial, target)
-    return target
+        raise FetchFailed(asset, dest_dir, "failed", str(e), e.unreachable) from None
+    bad = problem(asset, partial, structure=not asset.members)
+    if bad is not None:
+        os.remove(partial)
+        raise FetchFailed(asset, dest_dir, bad[0], f"{url}: {bad[1]}; the file was removed")
+    if not asset.members:
+        target = os.path.join(dest_dir, asset.filename)
+        os.replace(partial, target)
+        return target
+    try:
+        _unpack(asset, partial, dest_dir, url)
+    finally:
+        os.remove(partial)
+    bad = problem(asset, dest_dir, whole=False)
+    if bad is not None:
+        for m in asset.members:
+            os.remove(os.path.join(dest_dir, m))
+        raise FetchFailed(asset, dest_dir, bad[0], f"{url}: {bad[1]}; the files were removed")
+    return dest_dir
 
 
-def _unpack(asset: Asset, archive: str, dest_dir: str) -> None:
+def _unpack(asset: Asset, archive: str, dest_dir: str, url: str) -> None:
     """Extract exactly `asset.members` (by base name, wherever they sit in the archive)."""
+    import shutil
+    import tarfile
+    import tempfile
+
     wanted = set(asset.members)
     found: set[str] = set()
     try:
@@ -216,19 +272,33 @@ def _unpack(asset: Asset, archive: str, dest_dir: str) -> None:
                         shutil.copyfileobj(src, out)
                     os.replace(tmp, os.path.join(dest_dir, name))
                     found.add(name)
-    except tarfile.TarError as e:
-        raise UsageError(f"{asset.filename} from {asset.url} is not a readable archive "
-                         f"({e}); run `{DOWNLOAD_HINT}` again.") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise FetchFailed(asset, dest_dir, BAD_STRUCTURE,
+                          f"{url}: not a readable archive ({e}); removed") from None
     if found != wanted:
-        raise UsageError(f"{asset.filename} from {asset.url} lacks "
-                         f"{', '.join(sorted(wanted - found))}; it may have changed upstream.")
+        for name in found:
+            os.remove(os.path.join(dest_dir, name))
+        raise FetchFailed(asset, dest_dir, BAD_STRUCTURE,
+                          f"{url}: the archive lacks {', '.join(sorted(wanted - found))}")
 
 
-# The official vocabulary, shared by import-yt8m, training and classification.
+def _official_vocabulary(path: str) -> None:
+    from .vocabulary import YT8M_NAME, YT8M_NUM_CLASSES, Vocabulary
+
+    vocab = Vocabulary.load(path)
+    if vocab.name != YT8M_NAME:
+        raise UsageError(f"{len(vocab)} classes and no KnowledgeGraphId column; the official "
+                         f"file has {YT8M_NUM_CLASSES}")
+
+
+# The official vocabulary, shared by import-yt8m, training and classification. Served by
+# Google's site (no Git history to pin); no checksum is published: checked by structure.
 YT8M_VOCABULARY = Asset(
     filename="vocabulary.csv",
     url="https://research.google.com/youtube8m/csv/2/vocabulary.csv",
-    description="YouTube-8M 2018 vocabulary, 3862 classes",
+    description="YouTube-8M 2018 vocabulary, 3862 classes: the labels' names",
+    purpose=LABELS,
+    check=_official_vocabulary,
 )
 
 

@@ -26,9 +26,10 @@ import re
 import sys
 from dataclasses import dataclass
 
-from .assets import TransferFailed, file_digest, open_url, transfer
+from .assets import file_digest
 from .errors import UsageError
 from .report import Report
+from .transfer import TransferFailed, open_url, transfer
 
 PLAN_BASE = "http://data.yt8m.org"
 MIRROR_BASE = "http://{mirror}.data.yt8m.org"

@@ -142,15 +142,10 @@ class Vocabulary:
         return cls.official_unnamed()
 
 
-def download_official(dest_dir: str | None = None, quiet: bool = False) -> str:
+def download_official(dest_dir: str | None = None, quiet: bool = False,
+                      mirror: str | None = None) -> str:
     """Fetch YouTube-8M's vocabulary.csv (yt8m.assets.YT8M_VOCABULARY) into dest_dir
-    (default: the cache) and check that it is the 3862-class official one."""
-    from .assets import YT8M_VOCABULARY, cache_dir, fetch
+    (default: the cache), checked to be the 3862-class official one (FetchFailed if not)."""
+    from . import assets
 
-    path = fetch(YT8M_VOCABULARY, dest_dir or cache_dir(), quiet=quiet)
-    vocab = Vocabulary.load(path)
-    if vocab.name != YT8M_NAME:
-        raise UsageError(f"{path} from {YT8M_VOCABULARY.url} has {len(vocab)} classes and no "
-                         f"KnowledgeGraphId column; the official file has {YT8M_NUM_CLASSES}. "
-                         "Delete it and download again.")
-    return path
+    return assets.fetch(assets.YT8M_VOCABULARY, dest_dir or assets.cache_dir(), quiet, mirror)
