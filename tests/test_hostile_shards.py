@@ -293,7 +293,7 @@ def test_a_shard_rewritten_in_place_while_open_is_not_called_disk_damage(opened)
 
 
 def test_a_shard_deleted_while_training_is_reported(clean, tmp_path):
-    """Two DataLoader workers reopen the shards every epoch; one shard disappears after
+    """A DataLoader worker reopens the shards every epoch; one shard disappears after
     training started: its videos are reported (exit 3), the rest trained on."""
     data = str(tmp_path / "data")
     shutil.copytree(clean, data)
@@ -301,11 +301,12 @@ def test_a_shard_deleted_while_training_is_reported(clean, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "pipeline.py"), "train", "--data", data, "--out",
          str(runs), "--model", "nextvlad", "--clusters", "4", "--groups", "2", "--hidden-size",
-         "8", "--steps", "60", "--batch-size", "8", "--workers", "1", "--quiet"],
+         "8", "--steps", "30", "--batch-size", "8", "--workers", "1", "--quiet"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not list(runs.glob("*/config.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert proc.poll() is None, "training ended before the shard could be deleted"
     gone = shard_paths(data)[1]
     os.remove(gone)
     stdout, stderr = proc.communicate(timeout=600)

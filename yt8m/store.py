@@ -364,7 +364,10 @@ class ShardReader:
     def _file(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():
             self._h5, self._pid = None, os.getpid()
-            f, identity = open_shard_file(self.path)
+            try:
+                f, identity = open_shard_file(self.path)
+            except ShardError as e:
+                raise ShardError(self.path, f"unreadable since it was opened ({e.reason})") from None
             change = self.identity.change(identity)
             if change:
                 f.close()
