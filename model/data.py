@@ -115,7 +115,7 @@ def collate(items: list) -> Batch:
 
 def _damage(item) -> tuple[str, str]:
     if isinstance(item, DamagedVideo):
-        return f"{item.path}: {item.video_id}", "its frames do not match their CRC32C checksum"
+        return f"{item.path}: {item.video_id}", item.why
     return item.where, item.reason  # a records.RecordProblem
 
 

@@ -85,7 +85,7 @@ def run_verify(args: argparse.Namespace) -> int:
     import sys
 
     from .cli_util import progress
-    from .errors import ShardError, UsageError
+    from .errors import UsageError
     from .report import Report
     from .store import open_shards
 
@@ -100,16 +100,12 @@ def run_verify(args: argparse.Namespace) -> int:
                   unit="video") as bar:
         for reader in readers:
             unchecked += len(reader) if reader.checksums is None else 0
-            try:
-                for _ in reader.iter_videos():
-                    bar.update(1)
-                    report.done += 1
-            except ShardError as e:  # e.g. a file cut short after its index
-                report.reject(e.path, e.reason)
-            for e in reader.damaged:
+            for _ in reader.iter_videos():
                 bar.update(1)
-                report.reject(f"{e.path}: {e.video_id}", "damaged: its frames do not match "
-                                                         "their CRC32C checksum")
+                report.done += 1
+            for e in reader.damaged:  # bad checksums, or a file changed while being read
+                bar.update(1)
+                report.reject(f"{e.path}: {e.video_id}", f"damaged: {e.why}")
             reader.close()
     print(f"verify: {report.done} video(s) in {len(readers)} shard(s) are intact"
           + (f" ({unchecked} in format-1 shards carry no checksum)" if unchecked else "")

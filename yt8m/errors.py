@@ -35,10 +35,21 @@ class DiskFull(UsageError):
 class DamagedVideo(ShardError):
     """One video whose stored bytes no longer match the checksum written with them."""
 
+    why = "its frames do not match their CRC32C checksum"
+
     def __init__(self, path: str, video_id: str):
-        super().__init__(path, f"video {video_id!r} is damaged: its frames do not match their "
-                               "CRC32C checksum (a disk or copy error); re-extract or re-import it")
+        super().__init__(path, f"video {video_id!r} is damaged: {self.why} (a disk or copy "
+                               "error); re-extract or re-import it")
         self.video_id = video_id
+
+
+class UnreadableVideo(DamagedVideo):
+    """One video that could not be read because its shard changed (replaced, truncated,
+    deleted) after it was opened; reported and skipped like a damaged one."""
+
+    def __init__(self, path: str, video_id: str, why: str):
+        ShardError.__init__(self, path, f"video {video_id!r} could not be read: {why}")
+        self.video_id, self.why = video_id, why
 
 
 class RejectedInput(Exception):

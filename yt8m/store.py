@@ -33,16 +33,13 @@ import h5py
 import numpy as np
 from crc32c import crc32c as _crc32c
 
-from .errors import DamagedVideo, DiskFull, ShardError, UsageError
+from .errors import DamagedVideo, DiskFull, ShardError, UnreadableVideo, UsageError
 from .representation import AUDIO_DIM, FORMAT_VERSION, RGB_DIM, Representation
+from .shard_check import FORMAT, FRAME, VIDEO, FileIdentity, open_shard_file, read_index
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef
 
-FORMAT = "yt8m-toolkit-shard"
 SUFFIX = ".h5"
-READABLE_VERSIONS = (1, FORMAT_VERSION)
-FRAME, VIDEO = "frame", "video"
-_RAGGED = ("labels", "segments")  # ragged groups: <name>_offsets + values
 
 
 def _empty(dtype: Any) -> np.ndarray:
@@ -337,83 +334,81 @@ def _fsync_dir(path: str) -> None:
 class ShardReader:
     """One shard: index in memory, frames read lazily from disk.
 
-    Safe to hand to DataLoader workers: the HDF5 handle is not pickled and is
-    reopened in each process on first use.
+    The file's layout and index are checked before anything else is read
+    (yt8m/shard_check.py). Safe to hand to DataLoader workers: the HDF5 handle is
+    not pickled; each process reopens the file on first use and refuses a file
+    that is no longer the one first opened (replaced, truncated, deleted): its
+    videos are then reported as unreadable (UnreadableVideo), never misread.
     """
 
     def __init__(self, path: str):
         self.path = path
         self._h5: h5py.File | None = None
-        self._fd: int | None = None
         self._pid = -1
-        self._raw: dict[str, tuple[int, int] | None] = {}
         self.damaged: list[DamagedVideo] = []  # found while iterating
-        f = self._file()
+        self._h5, self.identity = open_shard_file(path)
+        self._pid = os.getpid()
         try:
-            self.meta = ShardMeta.from_attrs(f.attrs)
-            self.ids: list[str] = [s.decode("utf-8") if isinstance(s, bytes) else s
-                                   for s in f["ids"][()]]
-            self.has_audio = f["has_audio"][()].astype(bool)
-            self.checksums = f["crc32c"][()] if "crc32c" in f else None  # format 1 has none
-            self.sources = f["source"][()] if "source" in f else np.full((len(self.ids), 2), -1)
-            self._labels = (f["labels_offsets"][()], f["labels"][()])
-            seg_off = f["segments_offsets"][()]
-            self._segments = (seg_off, f["segment_start_times"][()],
-                              f["segment_labels"][()], f["segment_scores"][()])
-            n = len(self.ids)
-            if self.meta.kind == FRAME:
-                self.frame_offsets = f["frame_offsets"][()]
-                frames = int(self.frame_offsets[-1]) if n else 0
-                self._raw = {name: _raw_layout(f[name]) for name in ("rgb", "audio")}
-                shapes_ok = (len(self.frame_offsets) == n + 1
-                             and f["rgb"].shape == (frames, RGB_DIM)
-                             and f["audio"].shape == (frames, AUDIO_DIM)
-                             and f["rgb"].dtype == np.uint8)
-            else:
-                self.frame_offsets = np.zeros(n + 1, dtype=np.int64)
-                shapes_ok = f["mean_rgb"].shape == (n, RGB_DIM) and f["mean_audio"].shape == (n, AUDIO_DIM)
-            shapes_ok = shapes_ok and len(self._labels[0]) == n + 1 and len(seg_off) == n + 1 \
-                and int(f.attrs["num_videos"]) == n and len(self.has_audio) == n
+            self.meta = ShardMeta.from_attrs(self._h5.attrs)
+            index = read_index(self._h5, path)
         except (KeyError, ValueError, TypeError, OSError) as e:
             self.close()
             raise ShardError(path, f"damaged or incomplete shard ({e})") from None
-        if not shapes_ok:
+        except ShardError:
             self.close()
-            raise ShardError(path, "damaged shard: its index does not match its data")
+            raise
+        self.ids, self.has_audio, self.checksums = index.ids, index.has_audio, index.checksums
+        self.sources, self.frame_offsets = index.sources, index.frame_offsets
+        self._labels, self._segments, self._raw = index.labels, index.segments, index.raw
 
     def _file(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():
-            self._h5, self._fd, self._pid = _open_h5(self.path), None, os.getpid()
+            self._h5, self._pid = None, os.getpid()
+            try:
+                f, identity = open_shard_file(self.path)
+            except ShardError as e:
+                raise ShardError(self.path, f"unreadable since it was opened ({e.reason})") from None
+            change = self.identity.change(identity)
+            if change:
+                f.close()
+                raise ShardError(self.path, change)
+            self._h5 = f
         return self._h5
 
+    def _changed(self) -> str | None:
+        """How the file being read differs from when it was opened (rewritten in place,
+        truncated), or None."""
+        try:
+            return self.identity.change(FileIdentity.of(os.fstat(self._file().id.get_vfd_handle())))
+        except (OSError, ShardError):
+            return None
+
     def close(self) -> None:
-        if self._pid == os.getpid():
-            if self._h5 is not None:
-                self._h5.close()
-            if self._fd is not None:
-                os.close(self._fd)
-        self._h5 = self._fd = None
+        if self._pid == os.getpid() and self._h5 is not None:
+            self._h5.close()
+        self._h5 = None
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_h5"], state["_fd"], state["_pid"] = None, None, -1
+        state["_h5"], state["_pid"] = None, -1
         return state
 
     def _rows(self, name: str, a: int, b: int) -> np.ndarray:
-        """Frames a..b of `rgb` or `audio`; contiguous data is read with one pread."""
-        f = self._file()
+        """Frames a..b of `rgb` or `audio`, read with pread from the file opened (the
+        same file even if its name now points elsewhere)."""
         layout = self._raw.get(name)
-        if layout is None:
-            return _read_rows(f[name], a, b)
-        start, row_bytes = layout
+        row_bytes = RGB_DIM if name == "rgb" else AUDIO_DIM
         out = np.empty((b - a, row_bytes), dtype=np.uint8)
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        view, pos = memoryview(out).cast("B"), start + a * row_bytes
+        if b == a or layout is None:
+            return out[:0]
+        fd = self._file().id.get_vfd_handle()
+        view, pos = memoryview(out).cast("B"), layout[0] + a * row_bytes
         while len(view):  # pread may return less than asked
-            k = os.preadv(self._fd, [view], pos)
+            k = os.preadv(fd, [view], pos)
             if k <= 0:
-                raise ShardError(self.path, "file ends before its data: truncated shard")
+                size = os.fstat(fd).st_size
+                raise ShardError(self.path, f"truncated since it was opened ({size} bytes, "
+                                            f"was {self.identity.size})")
             view, pos = view[k:], pos + k
         return out
 
@@ -435,7 +430,9 @@ class ShardReader:
             got = video_checksum(rgb, audio) if self.meta.kind == FRAME else \
                 video_checksum(np.asarray(mean_rgb, np.float32), np.asarray(mean_audio, np.float32))
             if got != int(self.checksums[i]):
-                raise DamagedVideo(self.path, self.ids[i])
+                change = self._changed()  # a file rewritten in place is not disk damage
+                raise UnreadableVideo(self.path, self.ids[i], change) if change else \
+                    DamagedVideo(self.path, self.ids[i])
         off, starts, seg_labels, scores = self._segments
         s = slice(off[i], off[i + 1])
         return VideoRecord(self.ids[i], self.labels(i), rgb, audio, bool(self.has_audio[i]),
@@ -446,26 +443,48 @@ class ShardReader:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
         i %= len(self)
-        f = self._file()
-        if self.meta.kind == VIDEO:
-            return self._record(i, mean_rgb=f["mean_rgb"][i], mean_audio=f["mean_audio"][i])
-        a, b = int(self.frame_offsets[i]), int(self.frame_offsets[i + 1])
-        return self._record(i, self._rows("rgb", a, b), self._rows("audio", a, b))
+        try:
+            if self.meta.kind == VIDEO:
+                f = self._file()
+                return self._record(i, mean_rgb=f["mean_rgb"][i], mean_audio=f["mean_audio"][i])
+            a, b = int(self.frame_offsets[i]), int(self.frame_offsets[i + 1])
+            return self._record(i, self._rows("rgb", a, b), self._rows("audio", a, b))
+        except DamagedVideo:
+            raise
+        except (ShardError, OSError) as e:
+            raise UnreadableVideo(self.path, self.ids[i], _reason(e)) from None
 
     def iter_videos(self, block_frames: int = 2048) -> Iterator[VideoRecord]:
         """Sequential iteration reading many videos per disk read.
 
         Blocks of ~2 MB measured fastest: big enough to amortise the calls, small
         enough that malloc reuses warm memory instead of faulting in new pages.
-        Damaged videos are skipped and listed in `self.damaged` (DamagedVideo).
+        Damaged videos are skipped and listed in `self.damaged` (DamagedVideo); when
+        the file itself fails (truncated or replaced under the reader), every video
+        not yet read is listed as an UnreadableVideo.
         """
-        f = self._file()
-        if self.meta.kind == VIDEO:
-            mean_rgb, mean_audio = f["mean_rgb"][()], f["mean_audio"][()]
-            for i in range(len(self)):
-                record = self._checked(self._record, i, mean_rgb=mean_rgb[i], mean_audio=mean_audio[i])
+        i = 0
+        try:
+            for step in self._blocks(block_frames):
+                i, record = step  # i: the next video to read, should the file fail
                 if record is not None:
                     yield record
+        except DamagedVideo:
+            raise
+        except (ShardError, OSError) as e:
+            why = _reason(e)
+            self.damaged += [UnreadableVideo(self.path, self.ids[k], why)
+                             for k in range(i, len(self))]
+
+    def _blocks(self, block_frames: int) -> Iterator[tuple[int, VideoRecord | None]]:
+        """(i, video i or None when damaged) in order; i is the next video to read
+        while a block is being read."""
+        if self.meta.kind == VIDEO:
+            f = self._file()
+            mean_rgb, mean_audio = f["mean_rgb"][()], f["mean_audio"][()]
+            for i in range(len(self)):
+                yield i + 1, self._checked(self._record, i, mean_rgb=mean_rgb[i],
+                                       mean_audio=mean_audio[i])
             return
         i, n = 0, len(self)
         while i < n:
@@ -476,9 +495,7 @@ class ShardReader:
             rgb, audio = self._rows("rgb", a, b), self._rows("audio", a, b)
             for k in range(i, j):
                 lo, hi = int(self.frame_offsets[k]) - a, int(self.frame_offsets[k + 1]) - a
-                record = self._checked(self._record, k, rgb[lo:hi], audio[lo:hi])
-                if record is not None:
-                    yield record
+                yield k + 1, self._checked(self._record, k, rgb[lo:hi], audio[lo:hi])
             i = j
 
     def _checked(self, read, *args, **kwargs) -> VideoRecord | None:
@@ -490,50 +507,8 @@ class ShardReader:
             return None
 
 
-def _raw_layout(dataset: h5py.Dataset) -> tuple[int, int] | None:
-    """(file offset, bytes per row) of a contiguous, unfiltered uint8 dataset, else None."""
-    offset = dataset.id.get_offset()
-    if offset is None or dataset.chunks is not None or dataset.dtype != np.uint8:
-        return None
-    return int(offset), int(np.prod(dataset.shape[1:]))
-
-
-def _read_rows(dataset: h5py.Dataset, a: int, b: int) -> np.ndarray:
-    out = np.empty((b - a,) + dataset.shape[1:], dtype=dataset.dtype)
-    if b > a:
-        dataset.read_direct(out, np.s_[a:b])
-    return out
-
-
-def _open_h5(path: str) -> h5py.File:
-    try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise ShardError(path, f"cannot read: {e.strerror}") from None
-    if size == 0:
-        raise ShardError(path, "empty file (0 bytes): not a shard")
-    try:
-        f = h5py.File(path, "r")
-    except PermissionError:
-        raise ShardError(path, "permission denied") from None
-    except OSError as e:
-        text = str(e)
-        if "signature" in text:
-            reason = "not an HDF5 file"
-        elif "truncated" in text or "eof" in text.lower():
-            reason = "truncated HDF5 file (an interrupted copy or download?)"
-        else:
-            reason = f"unreadable HDF5 file ({text})"
-        raise ShardError(path, reason) from None
-    if f.attrs.get("format") != FORMAT:
-        f.close()
-        raise ShardError(path, f"an HDF5 file, but not a {FORMAT} (no 'format' attribute)")
-    version = int(f.attrs.get("format_version", -1))
-    if version not in READABLE_VERSIONS:
-        f.close()
-        raise ShardError(path, f"shard format version {version}; this toolkit reads "
-                               f"versions {', '.join(map(str, READABLE_VERSIONS))}")
-    return f
+def _reason(e: Exception) -> str:
+    return e.reason if isinstance(e, ShardError) else f"read error ({e})"
 
 
 def shard_paths(data_dir: str) -> list[str]:
