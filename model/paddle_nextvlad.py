@@ -45,7 +45,7 @@ import torch
 from yt8m.assets import Asset, Weights, sha256_of
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, OFFICIAL, QUANT_MAX, QUANT_MIN, RGB_DIM
-from yt8m.safe_pickle import Unexpected, load_arrays
+from yt8m.safe_pickle import Refused, Unexpected, load_arrays
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import CHECKPOINT, Checkpoint, write_summary
@@ -176,7 +176,7 @@ def load_pdparams(path: str, layout: bool = False) -> dict[str, np.ndarray]:
     except Unexpected as e:
         raise UsageError(f"{path} does not have the layout of PaddlePaddle's NeXtVLAD: {e}."
                          f"\n{_WHAT_TO_DO}") from None
-    except pickle.UnpicklingError as e:
+    except (Refused, pickle.UnpicklingError) as e:
         raise UsageError(f"{path} was refused: {e}. A .pdparams file holds only named arrays; "
                          f"this one is not safe to load.\n{_WHAT_TO_DO}") from None
     except Exception as e:  # noqa: BLE001 - the scan passed, yet the objects do not fit together

@@ -40,8 +40,10 @@ _GETS = {"GET", "BINGET", "LONG_BINGET"}
 _PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 
-class Refused(pickle.UnpicklingError):
-    """The file was refused before the object it describes was built; says why."""
+class Refused(ValueError):
+    """The file was refused before the object it describes was built; says why.
+
+    Not an UnpicklingError, which torch.load replaces with its own message."""
 
 
 class Unexpected(Refused):
@@ -195,6 +197,29 @@ def latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
     return codecs.encode(text, "latin1")
 
 
+class NdarrayRef:
+    """Stands for `numpy.ndarray` where a pickle names it: the first argument of
+    `_reconstruct`. Called directly (which would allocate any shape), it refuses."""
+
+    def __new__(cls, *args: Any) -> Any:
+        raise Refused("it calls numpy.ndarray directly")
+
+
+class CheckedArray(np.ndarray):
+    """The empty array `ArrayBudget.empty` returns to unpicklers that call `__setstate__`
+    themselves (torch's weights_only): its state is checked first. It cannot be made
+    any other way."""
+
+    budget: ArrayBudget
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise Refused("it builds an array directly")
+
+    def __setstate__(self, state: Any) -> None:
+        self.budget.check(state)
+        super().__setstate__(state)
+
+
 class ArrayBudget:
     """Checks each array's state before NumPy builds it; all arrays together may not
     declare more bytes than the file holds (a memo reference reused is no new data).
@@ -206,11 +231,28 @@ class ArrayBudget:
         self.left, self.names = size, names
 
     def empty(self, subtype: Any, shape: Any, code: Any) -> np.ndarray:
-        """`numpy.core.multiarray._reconstruct` as NumPy pickles it: always an empty array."""
-        if subtype is not np.ndarray or shape != (0,) or code not in (b"b", "b"):
+        """`numpy.core.multiarray._reconstruct` as NumPy pickles it: always an empty array
+        (`subtype` is what `numpy.ndarray` resolves to: `NdarrayRef`)."""
+        if subtype is not NdarrayRef or shape != (0,) or code not in (b"b", "b"):
             raise Refused("it rebuilds an array in a way NumPy never writes "
                           f"({getattr(subtype, '__name__', '?')}, shape {shape!r:.40})")
         return np.empty(0, np.int8)
+
+    def checked_empty(self, subtype: Any, shape: Any, code: Any) -> CheckedArray:
+        """`empty` for torch's weights_only unpickler: the array checks its own state."""
+        array = self.empty(subtype, shape, code).view(CheckedArray)
+        array.budget = self
+        return array
+
+    def torch_safe_globals(self) -> list:
+        """What `torch.serialization.safe_globals` needs to read pickled NumPy arrays
+        through this budget, and nothing that builds an array unchecked."""
+        rebuild = self.checked_empty
+        return [(NdarrayRef, "numpy.ndarray"), (numeric_dtype, "numpy.dtype"), CheckedArray,
+                (rebuild, "numpy.core.multiarray._reconstruct"),  # pickled under NumPy 1
+                (rebuild, "numpy._core.multiarray._reconstruct"),
+                *{type(np.dtype(c)) for c in np.typecodes["AllFloat"] + np.typecodes["AllInteger"]
+                  if np.dtype(c).kind in "fiu"}]
 
     def check(self, state: Any, name: Any = None) -> None:
         """Refused unless `state` (ndarray.__setstate__'s argument) holds exactly its data."""
@@ -260,12 +302,12 @@ class ArraysOnly(pickle._Unpickler):
         self._globals = {
             ("numpy.core.multiarray", "_reconstruct"): reconstruct,
             ("numpy._core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy", "ndarray"): np.ndarray,  # an argument of _reconstruct, never called
+            ("numpy", "ndarray"): NdarrayRef,
             ("numpy", "dtype"): numeric_dtype,
             ("collections", "OrderedDict"): dict,
             ("_codecs", "encode"): latin1_bytes,
         }
-        self._callables = {reconstruct, numeric_dtype, dict, latin1_bytes}
+        self._callables = {reconstruct, numeric_dtype, dict, latin1_bytes, NdarrayRef}
 
     def find_class(self, module: str, name: str) -> Any:
         try:
