@@ -112,8 +112,8 @@ def _step(op: pickletools.OpcodeInfo, arg: Any, stack: list, memo: dict) -> None
     inner = 1 + max((o.depth for o in operands), default=-1)
     if name in _MUTATORS:  # the target stays on the stack; what goes into it is nested
         target, operands = operands[0], operands[1:]
-        if target.nested:
-            raise Refused("it changes an object after nesting it (a cycle)")
+        if target.nested or any(o is target for o in operands):
+            raise Refused("it changes an object after nesting it, or puts it in itself (a cycle)")
         target.depth = max(target.depth, 1 + max((o.depth for o in operands), default=-1))
         result = target
     else:
