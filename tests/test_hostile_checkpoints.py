@@ -267,3 +267,17 @@ def test_pca_pth_bombs_are_refused_with_bounded_memory(tmp_path):
         rc, err, peak = _load_cost("pca", path, tmp_path)
         assert rc == 2 and expected[name] in err, (name, rc, err[-2000:])
         assert peak < good_peak + MARGIN_MIB, f"{name}: {peak:.0f} MiB, good {good_peak:.0f} MiB"
+
+
+def test_pca_pth_in_torch_legacy_format_still_loads(tmp_path):
+    """The port's file predates torch's zip format; both are scanned and read."""
+    from extract.pca import load_audio_pca
+
+    vecs = np.random.default_rng(0).normal(size=(128, 128))
+    for name, zipped in (("legacy.pth", False), ("zip.pth", True)):
+        path = str(tmp_path / name)
+        torch.save({"pca_eigen_vectors": vecs, "pca_means": np.ones((128, 1))}, path,
+                   _use_new_zipfile_serialization=zipped)
+        loaded = load_audio_pca(path)
+        np.testing.assert_allclose(loaded.components, vecs.T.astype(np.float32))
+        np.testing.assert_array_equal(loaded.means, np.ones(128))
