@@ -36,6 +36,7 @@ import numpy as np
 from yt8m.atomic import write_json
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, INCEPTION_DIM, RGB_DIM
+from yt8m.safe_pickle import ArrayBudget, scan_torch_file
 
 RGB_FILES = ("mean.npy", "eigenvals.npy", "eigenvecs.npy")
 AUDIO_NPZ = "vggish_pca_params.npz"
@@ -162,16 +163,12 @@ def _load_audio_arrays(path: str) -> tuple[np.ndarray, np.ndarray]:
             raise UsageError(f"{path}: not a VGGish PCA file with pca_eigen_vectors and "
                              f"pca_means ({e})") from None
     import torch
-    # The port pickles NumPy arrays; allow exactly those types, nothing else.
-    safe: list = [np.ndarray, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType]
+    # The port pickles NumPy arrays: allow exactly those, each checked before it is built,
+    # after a pass that bounds the pickle's nesting (yt8m/safe_pickle.py).
     try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-    # Files pickled under NumPy 1 (the port's, from 2019) name it numpy.core.multiarray.
-    safe += [_reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct")]
-    try:
-        with torch.serialization.safe_globals(safe):
+        budget = ArrayBudget(os.path.getsize(path))
+        scan_torch_file(path)
+        with torch.serialization.safe_globals(budget.torch_safe_globals()):
             state = torch.load(path, map_location="cpu", weights_only=True)
         return (np.asarray(state["pca_eigen_vectors"], dtype=np.float64),
                 np.asarray(state["pca_means"], dtype=np.float64))

@@ -9,7 +9,8 @@ the newest run, replaced atomically.
 
 A checkpoint is self-contained (it carries the vocabulary names and the
 representation), holds only tensors and plain Python values, and loads with
-`torch.load(weights_only=True)`.
+`torch.load(weights_only=True)`, after a pass over its pickle that refuses deep
+nesting and compressed entries (`yt8m.safe_pickle.scan_torch_file`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import torch
 from yt8m.atomic import replacing, write_json
 from yt8m.errors import UsageError
 from yt8m.representation import DEFAULT_MAX_FRAMES, Representation, dequantize
+from yt8m.safe_pickle import scan_torch_file
 from yt8m.vocabulary import Vocabulary
 
 from .config import ModelConfig, build_model
@@ -127,6 +129,7 @@ class Checkpoint:
                              "with `python pipeline.py download`, or pass --model with a model "
                              f"folder or a {CHECKPOINT} file.")
         try:
+            scan_torch_file(file)  # bounded nesting, no inflating entries: before torch builds it
             state = torch.load(file, map_location=map_location, weights_only=True)
         except Exception as e:  # truncated, not a torch file, unpicklable content
             raise UsageError(f"{file} is not a readable checkpoint ({type(e).__name__}: {e}). "

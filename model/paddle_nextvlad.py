@@ -24,15 +24,17 @@ Only a video's real frames enter Paddle's sums (LoD sequences); ours masks
 padding out of the same sums, so padding never changes a result.
 
 The file is a pickle from the internet: it is read with an unpickler that builds
-NumPy arrays and plain containers only (see `load_pdparams`). No checksum is
-published, so the file is validated by structure: every expected name with its
-exact shape, nothing missing, nothing else.
+NumPy arrays and plain containers only, after a pass that bounds its nesting, and
+checks each array (name, dimensions, dtype, byte size against the bytes the file
+holds) before NumPy allocates it (see `load_pdparams`). No checksum is published,
+so the file is then validated by structure: every expected name with its exact
+shape, nothing missing, nothing else.
 """
 from __future__ import annotations
 
-import codecs
 import os
 import pickle
+import reprlib
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -43,6 +45,7 @@ import torch
 from yt8m.assets import Asset, Weights, sha256_of
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, OFFICIAL, QUANT_MAX, QUANT_MIN, RGB_DIM
+from yt8m.safe_pickle import Refused, Unexpected, load_arrays
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import CHECKPOINT, Checkpoint, write_summary
@@ -66,6 +69,7 @@ PRETRAINED_FOLDER = "nextvlad-youtube8m-paddle"  # under the cache's models/ fol
 
 _BIN = (QUANT_MAX - QUANT_MIN) / 512.0  # the half-bin Paddle leaves out of rgb
 _NOT_PARAMETERS = ("StructuredToParameterName@@",)  # bookkeeping some Paddle versions add
+_MAX_NAME = 200  # characters; Paddle's names are under 40
 
 
 @dataclass(frozen=True)
@@ -156,51 +160,38 @@ def _bn_shapes(i: int, channels: int) -> dict[str, tuple[int, ...]]:
 
 # --------------------------------------------------------------------------- safe loading
 
-class _ArraysOnly(pickle.Unpickler):
-    """Builds NumPy arrays, dtypes and plain containers; refuses every other callable."""
+def load_pdparams(path: str, layout: bool = False) -> dict[str, np.ndarray]:
+    """A `.pdparams` file -> {name: float32 array}. Nothing in the file runs, and nothing is
+    built beyond what the file's own bytes hold (yt8m/safe_pickle.py).
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(1))[0],
-        ("numpy._core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(1))[0],
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("collections", "OrderedDict"): dict,
-        ("_codecs", "encode"): codecs.encode,  # how Python 3's protocol 2 writes bytes
-    }
-
-    def find_class(self, module: str, name: str):
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which is neither a NumPy "
-                                         "array nor a plain container") from None
-
-
-def load_pdparams(path: str) -> dict[str, np.ndarray]:
-    """A `.pdparams` file -> {name: float32 array}. Nothing in the file runs.
-
-    `encoding="latin1"` reads files written by Python 2 (NumPy's own rule for them).
+    `layout`: refuse, before it is built, any array whose name is not a parameter of
+    Paddle's NeXtVLAD or whose number of dimensions is not that parameter's (the exact
+    shapes depend on the hyper-parameters and are checked by `PaddleLayout.validate`).
     """
+    names = {n: len(s) for n, s in PaddleLayout().expected_shapes().items()} if layout else None
     try:
-        with open(path, "rb") as f:
-            data = _ArraysOnly(f, encoding="latin1").load()
+        data = load_arrays(path, names)
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}.") from None
-    except pickle.UnpicklingError as e:
+    except Unexpected as e:
+        raise UsageError(f"{path} does not have the layout of PaddlePaddle's NeXtVLAD: {e}."
+                         f"\n{_WHAT_TO_DO}") from None
+    except (Refused, pickle.UnpicklingError) as e:
         raise UsageError(f"{path} was refused: {e}. A .pdparams file holds only named arrays; "
                          f"this one is not safe to load.\n{_WHAT_TO_DO}") from None
-    except Exception as e:  # truncated (EOFError), not a pickle, garbage opcodes
+    except Exception as e:  # noqa: BLE001 - the scan passed, yet the objects do not fit together
         raise UsageError(f"{path} is truncated or not a PaddlePaddle parameter file "
-                         f"({type(e).__name__}: {e}).\n{_WHAT_TO_DO}") from None
+                         f"({type(e).__name__}: {reprlib.repr(str(e))}).\n{_WHAT_TO_DO}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} holds a {type(data).__name__}, not named parameters.\n{_WHAT_TO_DO}")
     params = {}
     for name, value in data.items():
         if name in _NOT_PARAMETERS:
             continue
-        if not isinstance(name, str) or not isinstance(value, np.ndarray) \
+        if not isinstance(name, str) or len(name) > _MAX_NAME or not isinstance(value, np.ndarray) \
                 or value.dtype.kind not in "fiu":
-            raise UsageError(f"{path}: entry {name!r} is not a numeric array.\n{_WHAT_TO_DO}")
+            raise UsageError(f"{path}: entry {reprlib.repr(name)} is not a numeric array with a "
+                             f"name.\n{_WHAT_TO_DO}")
         params[name] = value.astype(np.float32, copy=False)
     return params
 
@@ -287,7 +278,7 @@ def convert_file(path: str, out_dir: str, vocabulary: Vocabulary, drop_rate: flo
 
     `require`: refuse any other layout (the published one, for `download`).
     """
-    params = load_pdparams(path)
+    params = load_pdparams(path, layout=True)
     layout = PaddleLayout.infer(params, path)
     (require or layout).validate(params, path)
     if len(vocabulary) != layout.num_classes:

@@ -129,7 +129,7 @@ def test_bad_files_are_refused_with_exit_2_naming_the_file(tmp_path, case):
     expected = {"missing": "missing batch_norm_3.w_2", "extra": "unexpected video_something_else",
                 "shape": "gating_fc2_weights has shape (4, 13)", "truncated": "truncated",
                 "callable": "posix.system", "not-dict": "not named parameters",
-                "object-array": "not a numeric array", "input-size": "512-d rgb"}[case]
+                "object-array": "not a plain number type", "input-size": "512-d rgb"}[case]
     assert expected in result.stderr
 
 
