@@ -170,11 +170,14 @@ class StreamingRecords(torch.utils.data.IterableDataset):
         live = min(workers, len(self.source.files[self.rank::self.world_size]))
         if worker >= live:
             return
-        # The DataLoader took batches worker, worker + live, ... from this worker.
-        skip = max(0, -(-(self.skip_batches - worker) // live)) * self.batch_size
+        # Batch b of the stream is worker b % live's. A DataLoader starts at worker 0, so
+        # after `skip_batches` this worker plays the part of worker `role`, whose batches
+        # role, role + live, ... before that point were already trained on.
+        role = (worker + self.skip_batches) % live
+        skip = max(0, -(-(self.skip_batches - role) // live)) * self.batch_size
         epoch = 0
         while True:
-            for record in self._records(epoch, worker, workers):
+            for record in self._records(epoch, role, workers):
                 if skip:
                     skip -= 1
                     continue
