@@ -277,22 +277,27 @@ def test_an_epoch_without_a_usable_batch_ends_the_feed(damaged_data, workers):
     assert feed.epoch == 0  # it stopped after the first epoch, not later
 
 
-def test_shards_without_labels_are_refused_before_training(tmp_path):
-    """Shards extracted without --labels have a vocabulary of no classes: exit 2, nothing made."""
+def write_unlabelled(data: str, n: int = 16) -> None:
+    """Shards as extract writes them without --labels: a vocabulary of no classes."""
     from model_synthetic import SYNTHETIC
     from yt8m.store import FRAME, ShardMeta, ShardWriter, VideoRecord
     from yt8m.vocabulary import Vocabulary
 
-    data = str(tmp_path / "unlabelled")
-    vocabulary = Vocabulary([], name="unlabeled")  # what extract writes without --labels
+    vocabulary = Vocabulary([], name="unlabeled")
     os.makedirs(data)
     vocabulary.save(data)
     rng = np.random.default_rng(0)
     with ShardWriter(data, ShardMeta(FRAME, SYNTHETIC, vocabulary.ref)) as writer:
-        for i in range(16):
+        for i in range(n):
             writer.add(VideoRecord(f"v{i}", np.zeros(0, np.int32),
                                    rng.integers(0, 256, (5, 1024), dtype=np.uint8),
                                    rng.integers(0, 256, (5, 128), dtype=np.uint8)))
+
+
+def test_shards_without_labels_are_refused_before_training(tmp_path):
+    """Shards extracted without --labels have a vocabulary of no classes: exit 2, nothing made."""
+    data = str(tmp_path / "unlabelled")
+    write_unlabelled(data)
     result = run_pipeline("train", "--data", data, *TINY, "--steps", "2", "--batch-size", "8",
                           "--out", str(tmp_path / "runs"), timeout=180)
     assert result.returncode == 2, result.stderr
