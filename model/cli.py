@@ -32,7 +32,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_fields(p, ModelConfig, MODEL_FLAGS, name="--model")
     add_fields(p, TrainConfig, TRAIN_FLAGS)
     p.add_argument("--resume", nargs="?", const=DEFAULT_MODEL, default=None, metavar="RUN",
-                   help="continue a run exactly (a run folder or checkpoint; default runs/latest)")
+                   help="continue a run exactly (a run folder or checkpoint; default runs/latest) "
+                        "with its own settings; flags given again override them")
     add_device(p)
     add_quiet(p)
     # None marks a flag not given: the dataclasses fill in their defaults, and --resume
