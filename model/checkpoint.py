@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from yt8m.atomic import replacing, write_json
+from yt8m.atomic import remove_stale_partials, replacing, write_json
 from yt8m.errors import UsageError
 from yt8m.representation import DEFAULT_MAX_FRAMES, Representation, dequantize
 from yt8m.safe_pickle import scan_torch_file
@@ -49,11 +49,22 @@ def new_run_dir(out: str, model_name: str) -> str:
 def point_latest(out: str, run_dir: str) -> None:
     """Make out/latest a symlink to run_dir, atomically (symlink under a temp name, rename)."""
     link = os.path.join(out, LATEST)
-    tmp = os.path.join(out, f".{LATEST}.{os.getpid()}")
+    tmp = os.path.join(out, f".{LATEST}.{os.getpid()}.partial")  # named as remove_stale_files knows
     if os.path.lexists(tmp):
         os.remove(tmp)
     os.symlink(os.path.basename(os.path.normpath(run_dir)), tmp)
     os.replace(tmp, link)
+
+
+def remove_stale_files(out: str, *folders: str) -> list[str]:
+    """The temporary files (a checkpoint being written is the size of the model) that
+    processes killed mid-write left in `out`, in every run folder under it and in
+    `folders`: those named for a process that no longer runs. Returns what was removed."""
+    places = {out, *folders}
+    if os.path.isdir(out):
+        places.update(e.path for e in os.scandir(out) if e.is_dir(follow_symlinks=False))
+    return [path for folder in sorted(places) if os.path.isdir(folder)
+            for path in remove_stale_partials(folder)]
 
 
 def atomic_save(obj: dict, path: str) -> None:

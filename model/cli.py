@@ -32,10 +32,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_fields(p, ModelConfig, MODEL_FLAGS, name="--model")
     add_fields(p, TrainConfig, TRAIN_FLAGS)
     p.add_argument("--resume", nargs="?", const=DEFAULT_MODEL, default=None, metavar="RUN",
-                   help="continue a run exactly (a run folder or checkpoint; default runs/latest)")
+                   help="continue a run exactly (a run folder or checkpoint; default runs/latest) "
+                        "with its own settings; flags given again override them")
     add_device(p)
     add_quiet(p)
-    p.set_defaults(run=run_train)
+    # None marks a flag not given: the dataclasses fill in their defaults, and --resume
+    # keeps the run's own value of every flag not given again.
+    p.set_defaults(run=run_train, **{name: None for name in ["data", "val", *MODEL_FLAGS,
+                                                             *TRAIN_FLAGS]})
 
     p = commands.add_parser(
         "evaluate", help="GAP@20, mAP, Hit@1, PERR of a model on shards",
@@ -118,23 +122,21 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from yt8m.cli_util import fields_from_args
-    from yt8m.errors import UsageError
+    import os
+
+    from yt8m.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 
     from .config import ModelConfig, TrainConfig
     from .train import train
 
+    given = {n for n in ["data", "val", *MODEL_FLAGS, *TRAIN_FLAGS] if getattr(args, n) is not None}
     try:
-        mc = fields_from_args(ModelConfig, args, MODEL_FLAGS)
+        mc = ModelConfig(**{n: getattr(args, n) for n in given if n in MODEL_FLAGS})
     except ValueError as e:
         raise UsageError(str(e)) from None
-    tc = fields_from_args(TrainConfig, args, ["data", "val", *TRAIN_FLAGS, "resume", "device",
-                                              "quiet"])
-    import os
-
-    from yt8m.errors import EXIT_OK, EXIT_PARTIAL
-
-    run_dir = train(tc, mc)
+    tc = TrainConfig(**{n: getattr(args, n) for n in given if n not in MODEL_FLAGS},
+                     resume=args.resume, device=args.device, quiet=args.quiet)
+    run_dir = train(tc, mc, given)
     if run_dir:
         print(run_dir)
     damaged = run_dir and os.path.exists(os.path.join(run_dir, "report-train.json"))
@@ -154,14 +156,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from yt8m.report import Report
 
+    from .data import NoUsableData
+
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
     damaged: list[tuple[str, str]] = []
-    result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k, args.quiet,
-                      damaged)
+    try:
+        result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k,
+                          args.quiet, damaged)
+    except NoUsableData as e:  # nothing to measure: no metrics, the damage reported
+        result, damaged = {}, e.damaged
+        print(f"evaluate: {e}; no metrics were computed.", file=sys.stderr)
     report = Report("evaluate")
     for where, why in damaged:
         report.reject(where, f"damaged, left out: {why}")
-    if args.json:
+    if args.json and result:
         print(json.dumps(result))
     else:
         names = {"gap": f"GAP@{args.top_k}", "map": "mAP", "hit_at_1": "Hit@1", "perr": "PERR",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from yt8m.errors import DamagedVideo
+from yt8m.errors import DamagedVideo, UsageError
 from yt8m.representation import DEFAULT_MAX_FRAMES, dequantize
 from yt8m.store import VIDEO, ShardSet
 
@@ -35,6 +35,17 @@ class Batch:
     def pin_memory(self) -> "Batch":
         return Batch(*(t.pin_memory() if t is not None else None for t in
                        (self.rgb, self.audio, self.mask, self.labels, self.index)), self.damaged)
+
+
+class NoUsableData(UsageError):
+    """A data set, or a whole pass over it, without one usable video: every input met was
+    damaged. Training and evaluation end there and report the damage (exit 3); a command
+    that does not report it stops with its message (exit 2)."""
+
+    def __init__(self, what: str, damaged: list[tuple[str, str]]):
+        super().__init__(f"{what}: no usable video; every input read ({len(damaged)}) is "
+                         "damaged, so nothing can be learned or measured from it")
+        self.damaged = damaged
 
 
 def multi_hot(label_ids: np.ndarray, num_classes: int) -> np.ndarray:
@@ -98,7 +109,7 @@ def collate(items: list) -> Batch:
     """Pad frame-level videos to the longest in the batch; stack video-level ones.
     Damaged inputs (DamagedVideo, records.RecordProblem) are left out and named in
     `Batch.damaged`."""
-    damaged = tuple(_damage(it) for it in items if not isinstance(it, VideoItem))
+    damaged = tuple(damage_entry(it) for it in items if not isinstance(it, VideoItem))
     items = [it for it in items if isinstance(it, VideoItem)]
     if not items:
         empty = torch.zeros(0)
@@ -113,7 +124,8 @@ def collate(items: list) -> Batch:
     return Batch(rgb, audio, mask, labels, index, damaged)
 
 
-def _damage(item) -> tuple[str, str]:
+def damage_entry(item) -> tuple[str, str]:
+    """(where, why) of a DamagedVideo or a records.RecordProblem, as reports list it."""
     if isinstance(item, DamagedVideo):
         return f"{item.path}: {item.video_id}", item.why
     return item.where, item.reason  # a records.RecordProblem

@@ -16,7 +16,7 @@ from yt8m.iterate import batched
 from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
 
 from .checkpoint import LoadedModel
-from .data import ShardDataset, collate, ordered_batches, pad_frames, to_device
+from .data import NoUsableData, ShardDataset, collate, ordered_batches, pad_frames, to_device
 from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .metrics import TOP_K, MetricsAccumulator, segment_map
 
@@ -24,7 +24,12 @@ SEGMENT_FRAMES = 5  # the 2019 challenge rates 5-second segments
 
 
 def check_compatible(loaded: LoadedModel, shards: ShardSet) -> None:
-    """UsageError unless the shards were made like the model's training data."""
+    """UsageError unless the model has classes to score and the shards were made like
+    its training data."""
+    if len(loaded.vocabulary) == 0:
+        raise UsageError(f"the model {loaded.path} has no classes (it was trained on shards "
+                         "without labels), so there is nothing to evaluate. Train a model on "
+                         "labelled shards (extract with --labels CSV) and evaluate that.")
     trained_on = ShardMeta(VIDEO if loaded.video_level else FRAME, loaded.representation,
                            loaded.vocabulary.ref)
     problems = trained_on.mismatch(shards.meta)  # the rule the store applies between shards
@@ -60,19 +65,23 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
     """Every video's probabilities, in ShardSet order: (predictions [N, C], labels [N, C]).
 
     With an accumulator the batches go into it instead and nothing is kept. Damaged
-    videos are left out and named in `damaged`.
+    videos are left out and named in `damaged`; NoUsableData when no video was usable.
     """
     from yt8m.cli_util import progress
     was_training = model.training
     model.eval()
     predictions, labels = [], []
+    met: list[tuple[str, str]] = []  # the damaged inputs
+    used = 0
     with progress(total=len(shards), desc="evaluate", quiet=quiet, unit="video") as bar:
         for batch in iterate_batches(shards, batch_size, max_frames, workers):
+            met.extend(batch.damaged)
             if damaged is not None:
                 damaged.extend(batch.damaged)
             bar.update(len(batch) + len(batch.damaged))
             if len(batch) == 0:
                 continue
+            used += len(batch)
             b = to_device(batch, device)
             with autocast or nullcontext():
                 probs = model(b.rgb, b.audio, b.mask)[0]
@@ -83,6 +92,8 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
                 predictions.append(p)
                 labels.append(y)
     model.train(was_training)
+    if not used:
+        raise NoUsableData(f"--data {shards.data_dir}", met)
     if accumulator is not None:
         return None, None
     return np.concatenate(predictions), np.concatenate(labels)

@@ -28,13 +28,12 @@ import numpy as np
 import torch
 
 from yt8m import official
-from yt8m.errors import UsageError
 from yt8m.representation import OFFICIAL
 from yt8m.store import ShardMeta, VideoRecord
 from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES, TFRecordReader
 from yt8m.vocabulary import Vocabulary
 
-from .data import VideoItem, multi_hot
+from .data import NoUsableData, VideoItem, multi_hot
 
 SHUFFLE_BUFFER = 1024  # records held for shuffling, per DataLoader worker
 
@@ -74,11 +73,26 @@ def open_records(pattern: str) -> RecordSource:
 
     files = find_inputs(pattern)
     kind = next((k for k in map(peek_kind, files) if k is not None), None)
-    if kind is None:
-        raise UsageError(f"{pattern}: no readable YouTube-8M record in {len(files)} file(s)")
+    if kind is None:  # listed like any damage (every record read, for the report)
+        raise NoUsableData(f"{pattern} ({len(files)} TFRecord file(s))",
+                           [(p.where, p.reason) for p in _problems(files)])
     vocabulary = Vocabulary.official()
     meta = ShardMeta(kind, OFFICIAL, vocabulary.ref, extra={"source": "tfrecords"})
     return RecordSource(pattern, files, meta, vocabulary, sum(map(count_records, files)))
+
+
+def _problems(files: list[str]) -> list[RecordProblem]:
+    """What is wrong with every record of files in which none could be read."""
+    problems = []
+    for path in files:
+        reader = TFRecordReader(path)
+        for offset, data in reader:
+            try:
+                official.record_kind(data)
+            except official.InvalidRecord as e:
+                problems.append(RecordProblem(f"{path} (byte {offset})", str(e)))
+        problems += [RecordProblem(f"{path} (byte {e.offset})", e.reason) for e in reader.errors]
+    return problems
 
 
 def count_records(path: str) -> int:
@@ -150,11 +164,20 @@ class StreamingRecords(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        # The DataLoader took batches worker, worker + K, ... from this worker.
-        skip = max(0, -(-(self.skip_batches - worker) // workers)) * self.batch_size
+        # Workers beyond this rank's file count have nothing to read in any epoch (each
+        # epoch only reorders the files): they end at once rather than loop over nothing,
+        # and the DataLoader takes batches round-robin from the `live` others.
+        live = min(workers, len(self.source.files[self.rank::self.world_size]))
+        if worker >= live:
+            return
+        # Batch b of the stream is worker b % live's. A DataLoader starts at worker 0, so
+        # after `skip_batches` this worker plays the part of worker `role`, whose batches
+        # role, role + live, ... before that point were already trained on.
+        role = (worker + self.skip_batches) % live
+        skip = max(0, -(-(self.skip_batches - role) // live)) * self.batch_size
         epoch = 0
         while True:
-            for record in self._records(epoch, worker, workers):
+            for record in self._records(epoch, role, workers):
                 if skip:
                     skip -= 1
                     continue

@@ -16,6 +16,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from yt8m.atomic import process_alive
+
 from .config import LABELS_PER_CLIP
 
 TOKEN_ENV = "YT8M_SERVE_TOKEN"
@@ -149,16 +151,6 @@ def upload_folder(temp_dir: str | None) -> tuple[str, bool]:
         return temp_dir, False
     for folder in glob.glob(os.path.join(tempfile.gettempdir(), TEMP_PREFIX + "*")):
         m = re.fullmatch(re.escape(TEMP_PREFIX) + r"(\d+)-.*", os.path.basename(folder))
-        if m and not _alive(int(m.group(1))):
+        if m and not process_alive(int(m.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"), True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -11,7 +11,6 @@ and random numbers all follow from the checkpoint.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
@@ -19,7 +18,6 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -27,15 +25,13 @@ import torch
 from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
 from yt8m.representation import check_max_frames
-from yt8m.store import VIDEO, ShardSet
+from yt8m.store import ShardSet
 
 from . import checkpoint as ckpt
 from .config import ModelConfig, TrainConfig, build_model, default_workers
-from .data import Batch, EpochBatchSampler, ShardDataset, collate, to_device
-from .records import RecordSource, StreamingRecords, is_records, open_records
-
-METRIC_COLUMNS = ["step", "split", "examples", "loss", "lr", "videos_per_s", "data_wait",
-                  "gap", "map", "hit_at_1", "perr"]
+from .data import Batch, EpochBatchSampler, NoUsableData, to_device
+from .run_log import MetricsLog
+from .train_data import Feed, check_usable, open_data, step_seed
 
 
 @dataclass
@@ -76,31 +72,6 @@ def autocast_for(device: torch.device, precision: str):
         return nullcontext(), precision
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype), precision
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    return (seed * 1_000_003 + rank * 7919 + step) % (2 ** 63)
-
-
-def open_training_data(path: str, what: str) -> "ShardSet | RecordSource":
-    """Shards, or official TFRecords read directly (a folder of *.tfrecord or a glob)."""
-    if is_records(path):
-        return open_records(path)
-    shards = ShardSet(path)  # UsageError when the folder is missing or holds no shards
-    if len(shards) == 0:
-        raise UsageError(f"{path}: the shards hold no videos. Run `python pipeline.py extract` "
-                         f"or `import-yt8m` first to make {what} data.")
-    return shards
-
-
-def check_model_fits_data(config: ModelConfig, shards: ShardSet) -> None:
-    video_data = shards.meta.kind == VIDEO
-    if config.video_level != video_data:
-        kind = "video-level" if video_data else "frame-level"
-        choices = "logistic or moe" if video_data else \
-            "nextvlad, mix-nextvlad, netvlad, dbof or mean-logistic"
-        raise UsageError(f"--model {config.name} cannot train on {shards.data_dir}, which holds "
-                         f"{kind} shards; use --model {choices}.")
 
 
 def rgb_eigenvalues(shards: ShardSet, pca_dir: str) -> np.ndarray:
@@ -185,42 +156,45 @@ def check_config(tc: TrainConfig) -> None:
                          "and a positive learning rate")
 
 
-def resume_from(tc: TrainConfig) -> tuple[TrainConfig, ModelConfig, ckpt.Checkpoint]:
-    """The run to continue: its configuration, with only the run's length and machinery
-    taken from the command line."""
+# Settings of this invocation even on --resume: where and how visibly it runs.
+MACHINERY = ("device", "quiet", "resume")
+
+
+def asked_for(tc: TrainConfig, mc: ModelConfig) -> set[str]:
+    """Python API callers: the settings that differ from the defaults count as asked for
+    (the command line passes the flags actually given)."""
+    t, m = TrainConfig(), ModelConfig()
+    return ({f.name for f in dataclasses.fields(tc) if getattr(tc, f.name) != getattr(t, f.name)}
+            | {f.name for f in dataclasses.fields(mc)
+               if f.name != "num_classes" and getattr(mc, f.name) != getattr(m, f.name)})
+
+
+def resume_from(tc: TrainConfig, mc: ModelConfig, given: set[str]
+                ) -> tuple[TrainConfig, ModelConfig, ckpt.Checkpoint]:
+    """The run to continue, with its own settings (data, length, batch, checkpoint interval,
+    loader processes, ...) except those asked for in `given`; its model is its own."""
     resumed = ckpt.Checkpoint.load(tc.resume)
     if resumed.training is None:
         raise UsageError(f"{tc.resume} holds a model without its training state (a converted "
                          "or published model); --resume continues runs written by `train`.")
-    saved = TrainConfig(**resumed.training.train_config)
-    tc = dataclasses.replace(saved, steps=tc.steps or saved.steps, epochs=tc.epochs,
-                             device=tc.device, workers=tc.workers, quiet=tc.quiet,
-                             resume=tc.resume, checkpoint_every=tc.checkpoint_every)
-    return tc, resumed.config, resumed
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)} - {"num_classes"}
+    differ = sorted("--model" if n == "name" else "--" + n.replace("_", "-") for n in given
+                    if n in model_fields and getattr(mc, n) != getattr(resumed.config, n))
+    if differ:
+        raise UsageError(f"--resume {tc.resume} continues that run with its own model, but "
+                         f"{', '.join(differ)} differ from it. Leave the model flags out to "
+                         "resume, or start a new run without --resume.")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = TrainConfig(**{k: v for k, v in resumed.training.train_config.items() if k in known})
+    changes = {n: getattr(tc, n) for n in (given & known) | set(MACHINERY)}
+    if "epochs" in given and "steps" not in given:  # the length asked for in epochs
+        changes["steps"] = None
+    return dataclasses.replace(saved, **changes), resumed.config, resumed
 
 
-def open_data(tc: TrainConfig, mc: ModelConfig, resumed: ckpt.Checkpoint | None
-              ) -> tuple[ShardSet, ShardSet | None]:
-    """Training (and validation) shards, checked against the model and the resumed run."""
-    shards = open_training_data(tc.data, "training")
-    check_model_fits_data(mc, shards)
-    mc.num_classes = len(shards.vocabulary)
-    if resumed is not None:
-        problems = resumed.representation.differences(shards.meta.representation)
-        if problems or resumed.vocabulary.fingerprint != shards.vocabulary.fingerprint:
-            raise UsageError(f"cannot resume on {tc.data}: its shards differ from the run's training "
-                             f"data ({'; '.join(problems) or 'vocabulary differs'}).")
-    val = open_training_data(tc.val, "validation") if tc.val else None
-    if val is not None:
-        check_model_fits_data(mc, val)
-        if val.meta.mismatch(shards.meta):
-            raise UsageError(f"--val {tc.val} was made differently from --data {tc.data}: "
-                             + "; ".join(val.meta.mismatch(shards.meta)))
-    return shards, val
-
-
-def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
-    """Configuration, data, model, optimizer and run folder; the state of a resumed run."""
+def prepare_run(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None) -> Run:
+    """Configuration, data, model, optimizer and run folder; the state of a resumed run.
+    `given`: the settings asked for (see `resume_from`); None: those not at their default."""
     check_config(tc)
     device = pick_device(tc.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = setup_distributed(device)
@@ -229,7 +203,7 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
                          f"by the {ddp.world_size} processes")
     resumed = None
     if tc.resume:
-        tc, mc, resumed = resume_from(tc)
+        tc, mc, resumed = resume_from(tc, mc, asked_for(tc, mc) if given is None else set(given))
     if tc.workers is None:
         tc = dataclasses.replace(tc, workers=default_workers(ddp.world_size))
     shards, val = open_data(tc, mc, resumed)
@@ -258,44 +232,25 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig) -> Run:
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast, precision = autocast_for(device, tc.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    # realpath: resuming runs/latest must write into (and re-point latest at) the real folder
-    run_dir = os.path.dirname(os.path.realpath(ckpt.checkpoint_path(tc.resume))) if tc.resume \
-        else (ckpt.new_run_dir(tc.out, mc.name) if ddp.main else "")
-    if ddp.main:
-        ckpt.write_summary(run_dir, mc, shards.meta.representation, shards.vocabulary,
-                           shards.meta.kind, {"train": dataclasses.asdict(tc)})
-        stale = os.path.join(run_dir, "report-train.json")
-        if os.path.exists(stale):  # a resumed run reports its own damage, if any
-            os.remove(stale)
+    run_dir = run_folder(tc, mc, shards) if ddp.main else ""
     total = tc.steps if tc.steps else tc.epochs * per_epoch
     return Run(tc, mc, device, ddp, shards, val, model, train_model, optimizer, scheduler, scaler,
                autocast, run_dir, step, per_epoch, total, step if resumed is not None else None)
 
 
-def batches_from(run: Run, epoch: int, start: int) -> Iterator[Batch]:
-    """The batches of `epoch` from its `start`-th on (a resumed run starts mid-epoch).
-    From TFRecords: one endless stream over epochs, resumed at the run's step."""
-    tc = run.tc
-    if isinstance(run.shards, RecordSource):
-        return stream_batches(run)
-    sampler = EpochBatchSampler(len(run.shards), tc.batch_size, tc.seed, epoch, run.ddp.rank,
-                                run.ddp.world_size, start)
-    return iter(torch.utils.data.DataLoader(
-        ShardDataset(run.shards, tc.max_frames), batch_sampler=sampler, collate_fn=collate,
-        num_workers=tc.workers, pin_memory=run.device.type == "cuda",
-        prefetch_factor=4 if tc.workers else None,
-        generator=torch.Generator().manual_seed(step_seed(tc.seed, 0, epoch))))
-
-
-def stream_batches(run: Run) -> Iterator[Batch]:
-    """TFRecords: each rank's stream, from the step the run is at (see model/records.py)."""
-    tc, local = run.tc, run.tc.batch_size // run.ddp.world_size
-    dataset = StreamingRecords(run.shards, tc.max_frames, tc.seed, run.ddp.rank,
-                               run.ddp.world_size, buffer=tc.shuffle_buffer,
-                               skip_batches=run.step, batch_size=local)
-    return iter(torch.utils.data.DataLoader(
-        dataset, batch_size=local, collate_fn=collate, num_workers=tc.workers,
-        pin_memory=run.device.type == "cuda", prefetch_factor=4 if tc.workers else None))
+def run_folder(tc: TrainConfig, mc: ModelConfig, shards) -> str:
+    """The run's folder (new, or the resumed one) with its summary written; temporary files
+    left there and in the other runs under --out by killed processes are removed first."""
+    # realpath: resuming runs/latest must write into (and re-point latest at) the real folder
+    run_dir = os.path.dirname(os.path.realpath(ckpt.checkpoint_path(tc.resume))) if tc.resume \
+        else ckpt.new_run_dir(tc.out, mc.name)
+    ckpt.remove_stale_files(tc.out, run_dir)
+    ckpt.write_summary(run_dir, mc, shards.meta.representation, shards.vocabulary,
+                       shards.meta.kind, {"train": dataclasses.asdict(tc)})
+    stale = os.path.join(run_dir, "report-train.json")
+    if os.path.exists(stale):  # a resumed run reports its own damage, if any
+        os.remove(stale)
+    return run_dir
 
 
 def train_step(run: Run, batch: Batch) -> torch.Tensor:
@@ -360,109 +315,110 @@ def save_checkpoint(run: Run) -> None:
     run.last_saved = run.step
 
 
-def train(tc: TrainConfig, mc: ModelConfig) -> str:
-    """Train; returns the run folder. Raises UsageError for what the user can fix."""
+def train(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None) -> str:
+    """Train; returns the run folder. Raises UsageError for what the user can fix. Data with
+    no usable video (at start, or a whole epoch of it) ends the run with report-train.json.
+    `given`: the settings asked for, which --resume keeps over the run's own."""
     from yt8m.cli_util import progress
 
-    run = prepare_run(tc, mc)
-    tc = run.tc
+    try:
+        run = prepare_run(tc, mc, given)
+    except NoUsableData as e:  # not one record readable: not even the data's kind is known
+        main = int(os.environ.get("RANK", "0")) == 0
+        run_dir = "" if not main else os.path.realpath(tc.resume) if tc.resume \
+            else ckpt.new_run_dir(tc.out, mc.name)
+        stopped(e, run_dir, main, None)
+        return run_dir
     log = MetricsLog(run.run_dir) if run.ddp.main else None
     bar = progress(total=run.total_steps, desc=f"train {run.mc.name}",
-                   quiet=tc.quiet or not run.ddp.main, unit="step")
+                   quiet=run.tc.quiet or not run.ddp.main, unit="step")
     bar.update(run.step)
-    epoch, in_epoch = divmod(run.step, run.per_epoch)
-    batches = batches_from(run, epoch, in_epoch)
-    run.model.train()
-    window = Window()
     try:
-        while run.step < run.total_steps:
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            if batch is None:  # the epoch is over
-                epoch += 1
-                batches = batches_from(run, epoch, 0)
-                continue
-            window.wait += time.perf_counter() - t0
-            run.damaged.update(batch.damaged)
-            if len(batch) == 0:  # every video of it damaged
-                continue
-            window.add(train_step(run, batch), len(batch) * run.ddp.world_size)
-            bar.update(1)
-            if run.step % run.per_epoch == 0 and run.ddp.main and not tc.quiet:
-                print(f"epoch {run.step // run.per_epoch} done: {run.step * tc.batch_size} videos "
-                      f"seen ({len(run.shards)} per epoch)", file=sys.stderr)
-            last = run.step == run.total_steps
-            if run.step % tc.checkpoint_every == 0 or last:
-                window_loss(run, window)  # never save weights after a non-finite loss
-            if run.step % tc.log_every == 0 or last:
-                log_window(run, window, log, bar)
-                window = Window()
-            if run.ddp.main and (run.step % tc.checkpoint_every == 0 or last):
-                save_checkpoint(run)
-                if run.val is not None:
-                    _validate(run.model, run.val, tc, run.device, run.autocast, log, run.step,
-                              tc.batch_size)
-                    run.model.train()
+        check_usable(run.shards, "--data", run.tc.max_frames)
+        if run.val is not None:
+            check_usable(run.val, "--val", run.tc.max_frames)
+        train_loop(run, log, bar)
+    except NoUsableData as e:
+        run.damaged.update(e.damaged)
+        stopped(e, run.run_dir, run.ddp.main, run)
     finally:
         bar.close()
         if log is not None:
             log.close()
-    report_damage(run)
+    report_damage(run.run_dir, run.damaged, run.ddp.main)
     return run.run_dir
 
 
-def report_damage(run: Run) -> None:
-    """A run that skipped damaged videos says so: report-train.json in the run folder."""
+def stopped(e: NoUsableData, run_dir: str, main: bool, run: Run | None) -> None:
+    """Say why training ended early and what is kept (the report follows)."""
+    if not main:
+        return
+    kept = f"its last checkpoint (step {run.last_saved}) is kept" \
+        if run is not None and run.last_saved is not None else "no model was written"
+    print(f"train: {e}. Training stopped at step {run.step if run else 0}; {kept}. Extract or import "
+          "the data again (`python pipeline.py verify --data DIR` checks shards).",
+          file=sys.stderr)
+    if run is None:
+        report_damage(run_dir, set(e.damaged), main)
+
+
+def train_loop(run: Run, log: "MetricsLog | None", bar) -> None:
+    """Steps until the run's total: a log line per window, checkpoints and validation."""
+    tc = run.tc
+    if run.step >= run.total_steps:  # a finished run resumed: nothing to do
+        return
+    feed = Feed(run.shards, tc, run.ddp, run.device, run.step, run.per_epoch, run.damaged)
+    run.model.train()
+    window = Window()
+    while run.step < run.total_steps:
+        t0 = time.perf_counter()
+        batch = next(feed)  # only batches with videos in them
+        window.wait += time.perf_counter() - t0
+        window.add(train_step(run, batch), len(batch) * run.ddp.world_size)
+        bar.update(1)
+        if run.step % run.per_epoch == 0 and run.ddp.main and not tc.quiet:
+            print(f"epoch {run.step // run.per_epoch} done: {run.step * tc.batch_size} videos "
+                  f"seen ({len(run.shards)} per epoch)", file=sys.stderr)
+        last = run.step == run.total_steps
+        if run.step % tc.checkpoint_every == 0 or last:
+            window_loss(run, window)  # never save weights after a non-finite loss
+        if run.step % tc.log_every == 0 or last:
+            log_window(run, window, log, bar)
+            window = Window()
+        if run.ddp.main and (run.step % tc.checkpoint_every == 0 or last):
+            save_checkpoint(run)
+            if run.val is not None:
+                _validate(run, log)
+                run.model.train()
+
+
+def report_damage(run_dir: str, damaged: set[tuple[str, str]], main: bool) -> None:
+    """A run that met damaged inputs says so: report-train.json in the run folder."""
     from yt8m.report import Report
 
-    if not run.damaged or not run.ddp.main:
+    if not damaged or not main:
         return
     report = Report("train")
-    for where, why in sorted(run.damaged):
+    for where, why in sorted(damaged):
         report.reject(where, f"damaged, skipped: {why}")
-    report.write(run.run_dir)
-    print(f"train: the training data had {len(run.damaged)} damaged input(s); they were "
-          f"skipped (listed in {run.run_dir}/report-train.json).", file=sys.stderr)
+    report.write(run_dir)
+    print(f"train: the data had {len(damaged)} damaged input(s), left out of training "
+          f"(listed in {run_dir}/report-train.json).", file=sys.stderr)
 
 
-def _validate(model, val: ShardSet, tc: TrainConfig, device, autocast, log: "MetricsLog",
-              step: int, global_batch: int) -> dict[str, float]:
+def _validate(run: Run, log: "MetricsLog") -> dict[str, float]:
+    """The metrics on --val at this step; its damaged videos join the run's report."""
     from .evaluate import predict_shards
     from .metrics import all_metrics
-    predictions, labels = predict_shards(model, val, device, tc.batch_size, tc.max_frames,
-                                         workers=0, autocast=autocast, quiet=True)
+    damaged: list[tuple[str, str]] = []
+    try:
+        predictions, labels = predict_shards(run.model, run.val, run.device, run.tc.batch_size,
+                                             run.tc.max_frames, workers=0, autocast=run.autocast,
+                                             quiet=True, damaged=damaged)
+    finally:
+        run.damaged.update(damaged)
     result = all_metrics(predictions, labels)
-    log.row(step=step, split="val", examples=step * global_batch, **result)
-    print(f"step {step}: validation " + " ".join(f"{k}={v:.4f}" for k, v in result.items()),
+    log.row(step=run.step, split="val", examples=run.step * run.tc.batch_size, **result)
+    print(f"step {run.step}: validation " + " ".join(f"{k}={v:.4f}" for k, v in result.items()),
           file=sys.stderr)
     return result
-
-
-class MetricsLog:
-    """metrics.csv (appended, so a resumed run continues it) and TensorBoard events."""
-
-    def __init__(self, run_dir: str):
-        path = os.path.join(run_dir, "metrics.csv")
-        new = not os.path.exists(path)
-        self._file = open(path, "a", newline="", encoding="utf-8")
-        self._csv = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
-        if new:
-            self._csv.writeheader()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self._tb = SummaryWriter(run_dir)
-        except ImportError:  # tensorboard not installed: the CSV still has everything
-            self._tb = None
-
-    def row(self, **values) -> None:
-        self._csv.writerow({k: values.get(k, "") for k in METRIC_COLUMNS})
-        self._file.flush()
-        if self._tb is not None:
-            for k, v in values.items():
-                if k not in ("step", "split", "examples") and isinstance(v, float):
-                    self._tb.add_scalar(f"{values['split']}/{k}", v, values["step"])
-
-    def close(self) -> None:
-        self._file.close()
-        if self._tb is not None:
-            self._tb.close()

@@ -122,3 +122,40 @@ def test_collate_keeps_uint8_and_pads(trained):
     assert batch.rgb.shape[1] == max(lengths)
     assert batch.mask.sum(1).tolist() == lengths
     assert np.array_equal(batch.labels[0].nonzero().ravel().numpy(), np.unique(shards.labels(0)))
+
+
+def test_evaluate_on_data_without_one_usable_video_reports_it(trained, tmp_path):
+    from conftest import run_pipeline
+    from test_train import _damage_every_video
+
+    _, _, run = trained
+    data = str(tmp_path / "damaged")
+    write_random_frames(data, 12, num_classes=10)
+    count = _damage_every_video(data)
+    result = run_pipeline("evaluate", "--model", run, "--data", data, "--json", "--quiet",
+                          "--report-dir", str(tmp_path), timeout=180)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr and "no usable video" in result.stderr
+    assert result.stdout.strip() == ""  # no metrics of nothing
+    assert len(json.load(open(tmp_path / "report-evaluate.json"))["rejected"]) == count
+
+
+def test_evaluate_refuses_a_model_without_classes(tmp_path):
+    """A model of no classes (trained on unlabelled shards before train refused them): exit 2."""
+    from conftest import run_pipeline
+    from model.checkpoint import Checkpoint
+    from model.config import build_model
+    from yt8m.store import FRAME
+    from yt8m.vocabulary import Vocabulary
+
+    from test_train import write_unlabelled
+
+    data = str(tmp_path / "data")
+    write_unlabelled(data, 4)  # the shards such a model was trained on
+    config = ModelConfig("nextvlad", num_classes=0, clusters=8, groups=4, hidden_size=16)
+    Checkpoint(build_model(config).state_dict(), config, SYNTHETIC,
+               Vocabulary([], name="unlabeled"), FRAME).save(str(tmp_path / "checkpoint.pt"))
+    result = run_pipeline("evaluate", "--model", str(tmp_path / "checkpoint.pt"), "--data", data,
+                          "--quiet", timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "has no classes" in result.stderr

@@ -205,3 +205,198 @@ def test_fp16_training_goes_through_the_gradient_scaler(tmp_path, random_data):
     assert len(losses(run)) == 3 and all(np.isfinite(losses(run)))
     before = Checkpoint.load(run).weights
     assert all(v.dtype == torch.float32 for v in before.values() if v.is_floating_point())
+
+
+# ------------------------------------------------------------------ data with nothing usable
+
+def _damage_every_video(folder: str) -> int:
+    """One byte flipped in every video's frames: every checksum fails. Returns the count."""
+    from test_integrity import _flip_a_byte_of_video
+    from yt8m.store import ShardReader, shard_paths
+
+    count = 0
+    for path in shard_paths(folder):
+        n = len(ShardReader(path))
+        for i in range(n):
+            _flip_a_byte_of_video(path, i)
+        count += n
+    return count
+
+
+@pytest.fixture(scope="module")
+def damaged_data(tmp_path_factory) -> tuple[str, int]:
+    d = str(tmp_path_factory.mktemp("damaged"))
+    write_random_frames(d, 24, num_classes=10)
+    return d, _damage_every_video(d)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_training_on_data_without_one_usable_video_ends_with_the_report(tmp_path, damaged_data,
+                                                                        workers):
+    data, count = damaged_data
+    out = tmp_path / "runs"
+    result = run_pipeline("train", "--data", data, *TINY, "--workers", workers, "--steps", "4",
+                          "--batch-size", "8", "--out", str(out), timeout=180)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "no usable video" in result.stderr and "no model was written" in result.stderr
+    run = result.stdout.strip().splitlines()[-1]
+    rejected = json.load(open(os.path.join(run, "report-train.json")))["rejected"]
+    assert len(rejected) == count  # every video, each once
+    assert not os.path.exists(os.path.join(run, "checkpoint.pt"))
+    assert not os.path.lexists(out / "latest")  # nothing to point at
+    assert losses(run) == []
+
+
+def test_a_validation_set_without_one_usable_video_ends_the_run(tmp_path, random_data,
+                                                                damaged_data):
+    data, count = damaged_data
+    result = run_pipeline("train", "--data", random_data, "--val", data, *TINY, "--steps", "4",
+                          "--batch-size", "8", "--out", str(tmp_path), timeout=180)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and f"--val {data}: no usable video" in result.stderr
+    run = result.stdout.strip().splitlines()[-1]
+    assert len(json.load(open(os.path.join(run, "report-train.json")))["rejected"]) == count
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_epoch_without_a_usable_batch_ends_the_feed(damaged_data, workers):
+    """The loop's own guard (behind the check at start): one epoch of empty batches, then
+    NoUsableData naming every damaged video, with or without loader processes."""
+    from model.data import NoUsableData
+    from model.train import Distributed
+    from model.train_data import Feed
+    from yt8m.store import ShardSet
+
+    data, count = damaged_data
+    tc = TrainConfig(data=data, batch_size=8, workers=workers)
+    feed = Feed(ShardSet(data), tc, Distributed(), torch.device("cpu"), step=0, per_epoch=3)
+    with pytest.raises(NoUsableData) as e:
+        next(feed)
+    assert len(e.value.damaged) == len(feed.damaged) == count
+    assert feed.epoch == 0  # it stopped after the first epoch, not later
+
+
+def write_unlabelled(data: str, n: int = 16) -> None:
+    """Shards as extract writes them without --labels: a vocabulary of no classes."""
+    from model_synthetic import SYNTHETIC
+    from yt8m.store import FRAME, ShardMeta, ShardWriter, VideoRecord
+    from yt8m.vocabulary import Vocabulary
+
+    vocabulary = Vocabulary([], name="unlabeled")
+    os.makedirs(data)
+    vocabulary.save(data)
+    rng = np.random.default_rng(0)
+    with ShardWriter(data, ShardMeta(FRAME, SYNTHETIC, vocabulary.ref)) as writer:
+        for i in range(n):
+            writer.add(VideoRecord(f"v{i}", np.zeros(0, np.int32),
+                                   rng.integers(0, 256, (5, 1024), dtype=np.uint8),
+                                   rng.integers(0, 256, (5, 128), dtype=np.uint8)))
+
+
+def test_shards_without_labels_are_refused_before_training(tmp_path):
+    """Shards extracted without --labels have a vocabulary of no classes: exit 2, nothing made."""
+    data = str(tmp_path / "unlabelled")
+    write_unlabelled(data)
+    result = run_pipeline("train", "--data", data, *TINY, "--steps", "2", "--batch-size", "8",
+                          "--out", str(tmp_path / "runs"), timeout=180)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "no labels" in result.stderr and "--labels" in result.stderr
+    assert not (tmp_path / "runs").exists() or not os.listdir(tmp_path / "runs")
+
+
+# ------------------------------------------------------------------ killed runs, resumed runs
+
+def test_a_killed_writers_partial_checkpoint_is_swept_at_the_next_start(tmp_path, random_data):
+    out = tmp_path / "runs"
+    first = run_pipeline("train", "--data", random_data, *TINY, "--steps", "1", "--batch-size",
+                         "8", "--out", str(out), timeout=180)
+    assert first.returncode == 0, first.stderr
+    run = first.stdout.strip().splitlines()[-1]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs
+    leftover = os.path.join(run, f".checkpoint.pt.{gone.pid}.partial")
+    with open(leftover, "wb") as f:  # what kill -9 during a checkpoint write leaves
+        f.write(os.urandom(4 << 20))
+    live = os.path.join(run, f".checkpoint.pt.{os.getpid()}.partial")  # a writer still running
+    with open(live, "wb") as f:
+        f.write(b"in progress")
+    second = run_pipeline("train", "--data", random_data, *TINY, "--steps", "1", "--batch-size",
+                          "8", "--out", str(out), timeout=180)
+    assert second.returncode == 0, second.stderr
+    assert not os.path.exists(leftover)
+    assert os.path.exists(live)
+
+
+def _run_until_step(args: list[str], runs: str, step: int, timeout: float = 240) -> str:
+    """Start `pipeline.py ARGS`, kill -9 it once metrics.csv of its run has a train row at
+    `step` or later; returns that run folder. It must still have been running."""
+    import glob
+
+    err = open(os.path.join(runs + "-stderr.txt"), "w+")
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "pipeline.py"), *args],
+                            stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for path in glob.glob(os.path.join(runs, "*", "metrics.csv")):
+                steps = [int(s) for s in _train_steps(path)]
+                if steps and max(steps) >= step:
+                    proc.kill()
+                    assert proc.wait() == -9  # killed while still training
+                    return os.path.dirname(path)
+            time.sleep(0.05)
+        err.seek(0)
+        raise AssertionError(f"the run ended ({proc.poll()}) or stalled first: {err.read()[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err.close()
+
+
+def _train_steps(metrics_csv: str) -> list[str]:
+    with open(metrics_csv) as f:
+        return [r["step"] for r in csv.DictReader(f) if r["split"] == "train"]
+
+
+def test_resume_continues_with_the_runs_own_settings(tmp_path, random_data):
+    """A run killed, resumed with --resume alone, killed again: the resumed part checkpoints
+    at the run's own interval (so its finished steps are not trained a third time) and keeps
+    every setting of the run."""
+    runs = str(tmp_path / "runs")
+    args = ["train", "--data", random_data, *TINY, "--batch-size", "8", "--lr", "1e-3",
+            "--epochs", "10000", "--checkpoint-every", "2", "--log-every", "1", "--seed", "7",
+            "--out", runs]
+    run = _run_until_step(args, runs, 3)
+    start = Checkpoint.load(run).training.step
+    assert start >= 2 and start % 2 == 0
+    _run_until_step(["train", "--resume", run, "--quiet"], runs, start + 5)
+    after = Checkpoint.load(run).training
+    assert after.step >= start + 4 and after.step % 2 == 0  # checkpoints every 2 steps, not 1000
+    settings = json.loads(open(os.path.join(run, "config.json")).read())["train"]
+    for name, value in [("checkpoint_every", 2), ("epochs", 10000), ("log_every", 1),
+                        ("lr", 1e-3), ("seed", 7), ("batch_size", 8), ("workers", 0),
+                        ("data", random_data), ("steps", None)]:
+        assert settings[name] == value == after.train_config[name], name
+    rows = [int(s) for s in _train_steps(os.path.join(run, "metrics.csv"))]
+    resumed = len(rows) - 1 - rows[::-1].index(start + 1)  # the resumed part's first row
+    assert rows[resumed:resumed + 4] == [start + 1, start + 2, start + 3, start + 4]
+
+
+def test_resume_of_a_finished_run_keeps_its_length_and_model(tmp_path, random_data):
+    out = tmp_path / "runs"
+    first = run_pipeline("train", "--data", random_data, *TINY, "--epochs", "1", "--batch-size",
+                         "8", "--out", str(out), timeout=180)
+    assert first.returncode == 0, first.stderr
+    run = first.stdout.strip().splitlines()[-1]
+    again = run_pipeline("train", "--resume", run, "--quiet", timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert Checkpoint.load(run).training.step == 5  # its one epoch, not the default five
+    longer = run_pipeline("train", "--resume", run, "--epochs", "2", "--quiet", timeout=180)
+    assert longer.returncode == 0, longer.stderr
+    assert Checkpoint.load(run).training.step == 10  # asked for: two epochs
+    other = run_pipeline("train", "--resume", run, "--clusters", "16", "--quiet", timeout=180)
+    assert other.returncode == 2 and "--clusters" in other.stderr
+    assert "Traceback" not in other.stderr

@@ -134,3 +134,102 @@ def test_two_process_gloo_training_on_records(data, tmp_path):
     assert Checkpoint.load(str(run)).training.step == 4
     lines = (run / "metrics.csv").read_text().splitlines()
     assert len([line for line in lines if ",train," in line]) == 4
+
+
+# ------------------------------------------------------------------ records with nothing usable
+
+def _small_records(root, files: int = 3, per_file: int = 8) -> str:
+    from model_synthetic import write_random_frames
+    write_random_frames(str(root / "src"), files * per_file, num_classes=10)
+    export_tfrecords(str(root / "src"), str(root / "rec"), videos_per_file=per_file, quiet=True)
+    return str(root / "rec")
+
+
+def _break_every_record(folder: str) -> None:
+    """A byte of every record's data flipped: every data CRC fails."""
+    import struct
+
+    from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES
+    for name in (n for n in os.listdir(folder) if n.endswith(".tfrecord")):
+        raw = bytearray(open(os.path.join(folder, name), "rb").read())
+        pos = 0
+        while pos < len(raw):
+            length = struct.unpack("<Q", raw[pos:pos + 8])[0]
+            raw[pos + HEADER_BYTES + length // 2] ^= 0xFF
+            pos += HEADER_BYTES + length + FOOTER_BYTES
+        open(os.path.join(folder, name), "wb").write(bytes(raw))
+
+
+def _invalid_records(folder: str, files: int = 3, per_file: int = 8) -> None:
+    """Sound framing and CRCs, but every record names a label outside the vocabulary."""
+    import numpy as np
+
+    from yt8m import official
+    from yt8m.store import VideoRecord
+    from yt8m.tfrecord import write_tfrecord
+    rng = np.random.default_rng(0)
+    os.makedirs(folder)
+    for f in range(files):
+        write_tfrecord(os.path.join(folder, f"train{f:04d}.tfrecord"), [
+            official.encode_frame_record(VideoRecord(
+                f"v{f}-{i}", np.asarray([99999], np.int64),
+                rng.integers(0, 256, (6, 1024), dtype=np.uint8),
+                rng.integers(0, 256, (6, 128), dtype=np.uint8))) for i in range(per_file)])
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("damage", ["crc", "labels"])
+def test_records_without_one_usable_video_end_with_the_report(tmp_path, damage, workers):
+    if damage == "crc":
+        folder = _small_records(tmp_path)
+        _break_every_record(folder)
+    else:
+        folder = str(tmp_path / "invalid")
+        _invalid_records(folder)
+    result = run_pipeline("train", "--data", folder, "--model", "nextvlad", "--clusters", "4",
+                          "--groups", "2", "--hidden-size", "8", "--steps", "4", "--batch-size", "8",
+                          "--workers", workers, "--out", str(tmp_path / "runs"), "--quiet",
+                          timeout=180)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "no usable video" in result.stderr
+    run = result.stdout.strip().splitlines()[-1]
+    rejected = json.load(open(os.path.join(run, "report-train.json")))["rejected"]
+    assert len(rejected) == 24 and all(".tfrecord (byte " in r["input"] for r in rejected)
+    assert not os.path.exists(os.path.join(run, "checkpoint.pt"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_without_usable_records_ends(tmp_path, workers):
+    """The loop's own guard on the endless TFRecord stream (behind the check at start)."""
+    from model.data import NoUsableData
+    from model.train import Distributed
+    from model.train_data import Feed
+
+    folder = str(tmp_path / "invalid")
+    _invalid_records(folder)
+    tc = TrainConfig(data=folder, batch_size=8, workers=workers, shuffle_buffer=4)
+    feed = Feed(open_records(folder), tc, Distributed(), torch.device("cpu"), step=0, per_epoch=3)
+    with pytest.raises(NoUsableData):
+        next(feed)
+    assert len(feed.damaged) == 24  # every record, each named once
+    assert feed.unusable <= feed.limit + 8
+
+
+def test_more_loader_processes_than_files_train_and_resume_exactly(tmp_path):
+    """Loader processes without a file end at once (they used to loop over nothing), and a
+    run resumed at a step that is not a multiple of the loader processes with files (3 of 2)
+    goes on with the uninterrupted run's batches, in its order."""
+    folder = _small_records(tmp_path, files=2, per_file=16)
+
+    def run(out: str, steps: int, resume: str | None = None) -> str:
+        return train(TrainConfig(data=folder, out=str(tmp_path / out), steps=steps, batch_size=8,
+                                 lr=2e-3, workers=3, quiet=True, checkpoint_every=1000,
+                                 shuffle_buffer=8, resume=resume),
+                     ModelConfig("nextvlad", clusters=4, groups=2, hidden_size=8))
+    whole = run("whole", 7)
+    part = run("part", 3)
+    part = run("part", 7, resume=part)
+    a, b = Checkpoint.load(whole), Checkpoint.load(part)
+    assert a.training.step == b.training.step == 7
+    for key in a.weights:
+        torch.testing.assert_close(b.weights[key], a.weights[key], rtol=0, atol=1e-6, msg=key)
