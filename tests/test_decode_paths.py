@@ -1,5 +1,6 @@
-"""The second decoding path (PyAV) and the audio stream: rotations as ffmpeg shows them,
-clips decord cannot decode, frames identical to a plain full decode, resampling equal to
+"""The PyAV reader (the one tried first), decord taking over where PyAV cannot, and the
+audio stream: rotations as ffmpeg shows them, clips decord cannot decode, frames identical
+to a plain full decode, only the packets the kept frames need decoded, resampling equal to
 resampy, audio decoded only as far as needed."""
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 
 from conftest import run_pipeline, sample_clip_dir
 from extract import decode
+from extract.decode.audio import RESAMPLE_MARGIN_S, decode_audio
 from media import write_random_pca
-from extract.decode_av import RESAMPLE_MARGIN_S, decode_audio
 from yt8m.errors import RejectedInput
 from yt8m.store import ShardSet
 
@@ -173,7 +174,7 @@ def test_packets_are_read_far_enough_after_a_long_hidden_start(tmp_path):
 def test_h264_restart_points_are_idr_pictures_only(clips):
     """The packet test behind skipping: IDR access units (MP4's length-prefixed NAL units
     and MPEG-TS's start codes) are restart points, other pictures are not."""
-    from extract.decode_av import _h264_has_idr
+    from extract.decode.packets import _h264_has_idr
 
     for name in ("short_gop", "short_gop_ts"):
         packets = _packets(clips[name])
@@ -183,12 +184,11 @@ def test_h264_restart_points_are_idr_pictures_only(clips):
 
 
 def test_decord_takes_over_when_pyav_cannot(clips, monkeypatch):
-    from extract import decode_av
-    from extract.decode import DecoderFailed
+    from extract.decode import AvVideo, DecoderFailed
 
     def refuse(path, max_frames, name, *flags):
         raise DecoderFailed(name, "PyAV cannot open it (simulated)")
-    monkeypatch.setattr(decode_av.AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
+    monkeypatch.setattr(AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
     video = decode.open_video(clips["bframes"])
     assert video.decoder == "decord"
     assert len(np.concatenate(list(video.chunks()))) == video.info.n_frames
