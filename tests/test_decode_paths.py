@@ -339,3 +339,27 @@ def test_a_stream_whose_frames_grow_mid_way_is_refused(tmp_path):
         video = decode.open_video(joined)
         list(video.chunks())
     assert "frame size changes" in e.value.reason
+
+
+def test_both_readers_implement_the_reader_interface():
+    """AvVideo and DecordVideo are both VideoReaders, and on a clip both decode, they
+    agree on which frames are kept and on those frames (within rounding of the colour
+    conversion: decord carries its own FFmpeg build)."""
+    from extract.decode import AvVideo, DecordVideo, VideoReader, check_file
+
+    clip = f"{sample_clip_dir()}/carphone_pristine.mp4"
+    readers = [AvVideo.open(clip, 300, "carphone"),
+               DecordVideo.open(clip, 300, "carphone", check_file(clip))]
+    frames = []
+    for reader in readers:
+        assert isinstance(reader, VideoReader), type(reader)
+        chunks = list(reader.chunks(chunk_frames=2))
+        assert all(c.dtype == np.uint8 and len(c) <= 2 for c in chunks)
+        frames.append(np.concatenate(chunks))
+        assert frames[-1].shape == (reader.info.n_frames, reader.info.height, reader.info.width, 3)
+    assert [r.decoder for r in readers] == ["pyav", "decord"]
+    assert not isinstance(readers[0].info, VideoReader)  # the check looks at what is there
+    np.testing.assert_array_equal(readers[0].info.indices, readers[1].info.indices)
+    assert frames[0].shape == (5, 144, 176, 3)
+    difference = np.abs(frames[0].astype(np.int16) - frames[1])
+    assert difference.max() <= 2 and difference.mean() < 0.1, (difference.max(), difference.mean())
