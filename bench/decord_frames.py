@@ -34,8 +34,7 @@ CHUNK = 8
 def read_with_decord(clip: str, frames: int, mode: str) -> dict:
     import numpy as np
 
-    from extract.decode import DecordVideo, check_file
-    from extract.decode_av import AvVideo
+    from extract.decode import AvVideo, DecordVideo, check_file
 
     reference = np.concatenate(list(AvVideo.open(clip, frames, clip).chunks()))
     video = DecordVideo.open(clip, frames, clip, check_file(clip))

@@ -166,7 +166,7 @@ def packet_plan(tmp: str, seconds: int = 60) -> list[dict]:
     every 2 or 5 s) and as stored (no B-frames, a keyframe every 5.3 s)."""
     import dataclasses
 
-    from extract.decode_av import AvVideo
+    from extract.decode import AvVideo
 
     source = os.path.join(tmp, f"bbb_720p_{seconds}s.mp4")
     if not os.path.exists(source):

@@ -94,7 +94,7 @@ def hardware_decoding(clip: str) -> str:
     import numpy as np
     from av.codec.hwaccel import HWAccel, hwdevices_available
 
-    from extract.decode_av import AvVideo
+    from extract.decode import AvVideo
 
     if "cuda" not in hwdevices_available():
         return f"no CUDA hwaccel in PyAV's FFmpeg (has {hwdevices_available()})"

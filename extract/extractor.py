@@ -5,7 +5,7 @@ to quantized features; the extract command and the classify/serve commands all
 call it, and it keeps its backbones loaded between calls.
 
 How the work overlaps: `workers` decoder threads each take the next video,
-decode its frames in bounded chunks (extract/decode.py; small ones first, so
+decode its frames in bounded chunks (extract/decode/; small ones first, so
 inference starts early), resize them to 299x299 on CPU runs (on a GPU the resize
 runs on the device), then decode and frame its audio, and pass all that through
 a small per-video queue. The calling thread feeds frames of consecutive videos

@@ -1,7 +1,7 @@
-"""Decoding: which frame is taken for each second, audio, and bad inputs (extract/decode.py).
+"""Decoding: which frame is taken for each second, audio, and bad inputs (extract/decode/).
 
-Frames are checked against ffmpeg's own decoder (an independent reference):
-the frame decord returns for second k must be the frame ffmpeg shows at t = k.
+Frames are checked against ffmpeg's own decoder (an independent reference): the frame
+open_video's reader returns for second k must be the frame ffmpeg shows at t = k.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The second decoding path (PyAV) and the audio stream: rotations as ffmpeg shows them,
-clips decord cannot decode, frames identical to a plain full decode, resampling equal to
+"""The PyAV reader (the one tried first), decord taking over where PyAV cannot, and the
+audio stream: rotations as ffmpeg shows them, clips decord cannot decode, frames identical
+to a plain full decode, only the packets the kept frames need decoded, resampling equal to
 resampy, audio decoded only as far as needed."""
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 
 from conftest import run_pipeline, sample_clip_dir
 from extract import decode
+from extract.decode.audio import RESAMPLE_MARGIN_S, decode_audio
 from media import write_random_pca
-from extract.decode_av import RESAMPLE_MARGIN_S, decode_audio
 from yt8m.errors import RejectedInput
 from yt8m.store import ShardSet
 
@@ -173,7 +174,7 @@ def test_packets_are_read_far_enough_after_a_long_hidden_start(tmp_path):
 def test_h264_restart_points_are_idr_pictures_only(clips):
     """The packet test behind skipping: IDR access units (MP4's length-prefixed NAL units
     and MPEG-TS's start codes) are restart points, other pictures are not."""
-    from extract.decode_av import _h264_has_idr
+    from extract.decode.packets import _h264_has_idr
 
     for name in ("short_gop", "short_gop_ts"):
         packets = _packets(clips[name])
@@ -183,12 +184,11 @@ def test_h264_restart_points_are_idr_pictures_only(clips):
 
 
 def test_decord_takes_over_when_pyav_cannot(clips, monkeypatch):
-    from extract import decode_av
-    from extract.decode import DecoderFailed
+    from extract.decode import AvVideo, DecoderFailed
 
     def refuse(path, max_frames, name, *flags):
         raise DecoderFailed(name, "PyAV cannot open it (simulated)")
-    monkeypatch.setattr(decode_av.AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
+    monkeypatch.setattr(AvVideo, "open", classmethod(lambda cls, *a: refuse(*a)))
     video = decode.open_video(clips["bframes"])
     assert video.decoder == "decord"
     assert len(np.concatenate(list(video.chunks()))) == video.info.n_frames
@@ -339,3 +339,27 @@ def test_a_stream_whose_frames_grow_mid_way_is_refused(tmp_path):
         video = decode.open_video(joined)
         list(video.chunks())
     assert "frame size changes" in e.value.reason
+
+
+def test_both_readers_implement_the_reader_interface():
+    """AvVideo and DecordVideo are both VideoReaders, and on a clip both decode, they
+    agree on which frames are kept and on those frames (within rounding of the colour
+    conversion: decord carries its own FFmpeg build)."""
+    from extract.decode import AvVideo, DecordVideo, VideoReader, check_file
+
+    clip = f"{sample_clip_dir()}/carphone_pristine.mp4"
+    readers = [AvVideo.open(clip, 300, "carphone"),
+               DecordVideo.open(clip, 300, "carphone", check_file(clip))]
+    frames = []
+    for reader in readers:
+        assert isinstance(reader, VideoReader), type(reader)
+        chunks = list(reader.chunks(chunk_frames=2))
+        assert all(c.dtype == np.uint8 and len(c) <= 2 for c in chunks)
+        frames.append(np.concatenate(chunks))
+        assert frames[-1].shape == (reader.info.n_frames, reader.info.height, reader.info.width, 3)
+    assert [r.decoder for r in readers] == ["pyav", "decord"]
+    assert not isinstance(readers[0].info, VideoReader)  # the check looks at what is there
+    np.testing.assert_array_equal(readers[0].info.indices, readers[1].info.indices)
+    assert frames[0].shape == (5, 144, 176, 3)
+    difference = np.abs(frames[0].astype(np.int16) - frames[1])
+    assert difference.max() <= 2 and difference.mean() < 0.1, (difference.max(), difference.mean())
