@@ -9,15 +9,13 @@ import io
 import os
 import pickle
 import struct
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_measured
 from http_mirror import mirror  # noqa: F401 - a fixture
 from paddle_reference import random_params, write_pdparams, write_python2_pdparams
 from test_paddle_convert import SMALL, _vocab_file
@@ -28,14 +26,9 @@ _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
 
 def _run(argv: list[str], tmp_path) -> tuple[int, str, float]:
     """A child process: (exit status, negative for a signal; its stderr; its own peak RSS
-    in MiB, from wait4, which reports that child alone)."""
-    err_path = tmp_path / "child-stderr.txt"
-    with open(err_path, "w") as err:
-        child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=err,
-                                 cwd=ROOT)
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, err_path.read_text(), usage.ru_maxrss / 1024  # KiB on Linux
+    in MiB)."""
+    got = run_measured(argv, timeout=600)
+    return got.returncode, got.stderr, got.peak_rss_mb
 
 
 def _convert(path: str, tmp_path) -> tuple[int, str, float]:

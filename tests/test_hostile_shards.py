@@ -11,19 +11,16 @@ import json
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import zlib
-from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, Measured, run_measured as measure
 from model_synthetic import write_random_frames
 from yt8m.errors import DamagedVideo, ShardError, UnreadableVideo
 from yt8m.store import ShardReader, ShardSet, shard_paths
@@ -141,38 +138,9 @@ def hostile_folder(clean: str, tmp: str, cases: list[str]) -> tuple[str, dict[st
     return data, made
 
 
-@dataclass
-class Finished:
-    returncode: int
-    stdout: str
-    stderr: str
-    peak_rss_mb: float
-
-
-def run_measured(*args: str, timeout: float = 300) -> Finished:
-    """`python pipeline.py ARGS` in a real subprocess: its exit status, output and own peak
-    memory (wait4's rusage is that child's alone, unlike RUSAGE_CHILDREN, which would mix
-    in every earlier test's processes). A run past `timeout` fails the test."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "pipeline.py"), *args],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=ROOT,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                os.kill(proc.pid, signal.SIGKILL)
-                os.wait4(proc.pid, 0)
-                err.seek(0)
-                pytest.fail(f"pipeline {' '.join(args)} still running after {timeout} s "
-                            f"(a hang): {err.read()[-2000:]}")
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Finished(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024)
+def run_measured(*args: str, timeout: float = 300) -> Measured:
+    """`python pipeline.py ARGS`: exit status, output and the child's own peak memory."""
+    return measure([os.path.join(ROOT, "pipeline.py"), *args], timeout)
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -317,8 +285,11 @@ def test_a_shard_deleted_while_training_is_reported(clean, tmp_path):
 
 
 def test_the_memory_measure_is_the_childs_own():
-    """A child holding 600 MB is measured as such, so the bounds above can fail."""
-    proc = subprocess.Popen([sys.executable, "-c",
-                             "import numpy as np; a = np.ones(600 << 20, np.uint8)"])
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert status == 0 and usage.ru_maxrss / 1024 > 550
+    """A child holding 600 MB is measured as such, so the bounds above can fail; a small
+    child of this (large) test process is measured as small."""
+    big = measure(["-c", "import numpy as np; a = np.ones(600 << 20, np.uint8)"])
+    assert big.returncode == 0 and big.peak_rss_mb > 550
+    ballast = np.ones(800 << 20, np.uint8)  # this process's peak is now at least 800 MB
+    small = measure(["-c", "pass"])
+    assert small.returncode == 0 and small.peak_rss_mb < 100, small.peak_rss_mb
+    del ballast
