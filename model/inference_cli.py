@@ -101,7 +101,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     from yt8m.cli_util import add_fields, add_quiet
 
-    from .serve_guard import ServeSettings
+    from .serve.guard import ServeSettings
 
     defaults = ServeSettings()
     p = commands.add_parser(
@@ -241,8 +241,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from yt8m.cli_util import fields_from_args
 
-    from .serve import serve
-    from .serve_guard import ServeSettings, resolve_token
+    from .serve.app import serve
+    from .serve.guard import ServeSettings, resolve_token
 
     settings = dataclasses.replace(
         fields_from_args(ServeSettings, args, SERVE_FLAGS),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from yt8m.atomic import process_alive
 
-from .config import LABELS_PER_CLIP
+from ..config import LABELS_PER_CLIP
 
 TOKEN_ENV = "YT8M_SERVE_TOKEN"
 TEMP_PREFIX = "yt8m-serve-"
