@@ -1,10 +1,15 @@
-"""Whole-file writes that a reader or a crash never sees half done."""
+"""Whole-file writes that a reader or a crash never sees half done, and the checks an
+output folder gets before a job writes into it (writable)."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
+
+from .errors import UsageError
 
 
 @contextmanager
@@ -30,3 +35,30 @@ def write_json(path: str, data: Any, **dump_options: Any) -> None:
     with replacing(path) as f:
         json.dump(data, f, **dump_options)
         f.write("\n")
+
+
+_WHY = {errno.EROFS: "it is on a read-only file system",
+        errno.EACCES: "permission denied: this user cannot create files there",
+        errno.EPERM: "the operating system does not allow creating files there",
+        errno.ENOTDIR: "a part of that path is a file, not a folder",
+        errno.EEXIST: "it is a file, not a folder",
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up"}
+
+
+def writable_folder(path: str, flag: str = "--out") -> None:
+    """Create `path` if needed and prove that a file can be made in it, by making one.
+    Called before a job starts its work, so that an output folder it cannot use costs
+    nothing; a UsageError (exit 2) naming the folder and the reason otherwise."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        why = _WHY.get(e.errno, e.strerror or str(e))
+        raise UsageError(
+            f"{flag} {path}: cannot write there: {why}. Nothing was done. Pass as {flag} a "
+            "folder this user can create files in (or a path where one can be made), and "
+            "run again.") from None
+
