@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from yt8m.atomic import writable_folder
+from yt8m.atomic import exclusive, writable_folder
 from yt8m.errors import EXIT_OK, RejectedInput, UsageError
 from yt8m.report import Report
 from yt8m.representation import FPS
@@ -244,20 +244,29 @@ def run_extract(job: ExtractJob) -> int:
 
 
 def run_fit_pca(videos: str, out: str, config: ExtractConfig, quiet: bool = False) -> int:
-    """Backbones over every video under `videos` -> extract.pca.fit_pca into `out`."""
-    from yt8m.cli_util import progress
+    """Backbones over every video under `videos` -> extract.pca.fit_pca into `out`. One
+    fit-pca at a time per `out` (a second one is refused at once, exit 2, naming the
+    first): the files are one set, and two runs would leave the last writer's, or a mix."""
+    from .pca import FITTED_MARKER, RGB_FILES
 
-    from .extractor import Extractor
-    from .pca import FITTED_MARKER, RGB_FILES, fit_pca
-
-    writable_folder(out)  # before the backbones load and any video is decoded
-    if os.path.isfile(os.path.join(out, RGB_FILES[0])) \
-            and not os.path.isfile(os.path.join(out, FITTED_MARKER)):
-        raise UsageError(f"--out {out} holds published PCA parameters; fit-pca does not "
-                         "overwrite them. Pass another --out (and use it as --pca-dir).")
     ids = list_videos(videos)
     if not ids:
         raise UsageError(f"--videos {videos}: no video files found")
+    writable_folder(out)
+    with exclusive(out, "fit-pca"):
+        if os.path.isfile(os.path.join(out, RGB_FILES[0])) \
+                and not os.path.isfile(os.path.join(out, FITTED_MARKER)):
+            raise UsageError(f"--out {out} holds published PCA parameters; fit-pca does not "
+                             "overwrite them. Pass another --out (and use it as --pca-dir).")
+        return _fit_pca(videos, ids, out, config, quiet)
+
+
+def _fit_pca(videos: str, ids: list[str], out: str, config: ExtractConfig, quiet: bool) -> int:
+    from yt8m.cli_util import progress
+
+    from .extractor import Extractor
+    from .pca import fit_pca
+
     if config.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
     extractor = Extractor(dataclasses.replace(config, pca_dir=None))  # raw features

@@ -3,10 +3,12 @@ named like a video, two fit-pca runs into one folder. Real subprocesses of pipel
 real clips, randomly initialised backbones (--random-weights) and a PCA stand-in."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -154,3 +156,43 @@ def test_folder_named_like_a_video_is_walked_never_rejected(good_clips, pca_dir,
     assert not os.path.exists(os.path.join(out, "report-extract.json"))
     assert sorted(ShardSet(out).ids) == expected
 
+
+# ------------------------------------------------------------- fit-pca, one at a time
+
+def test_second_fit_pca_into_one_folder_is_refused_naming_the_first(good_clips,  # noqa: F811
+                                                                     tmp_path):
+    """The first run is paused (SIGSTOP) while it holds the folder, so the second one
+    surely starts while the first is running, on any machine speed."""
+    first = _link_videos(str(tmp_path / "first"), {"a.avi": good_clips["avi"],
+                                                    "b.mp4": good_clips["rotated"]})
+    second = _link_videos(str(tmp_path / "second"), {"c.mp4": good_clips["ntsc_29_97"]})
+    out = str(tmp_path / "pca")
+    fit = ["--random-weights", "--max-frames", "3", "--out", out]
+    a = subprocess.Popen([sys.executable, os.path.join(ROOT, "pipeline.py"), "fit-pca",
+                          "--videos", first, *fit], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lock = os.path.join(out, ".fit-pca.lock")
+    deadline = time.time() + 300
+    while not (os.path.exists(lock) and f"pid {a.pid} " in open(lock).read()):
+        assert a.poll() is None, a.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        assert a.poll() is None  # still holds the folder
+        b = run_pipeline("fit-pca", "--videos", second, *fit)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    assert b.returncode == 2, b.stderr[-3000:]
+    _no_trace(b.stderr)
+    assert f"--out {out} is being written by another `fit-pca` (pid {a.pid} on " in b.stderr
+    assert "Wait for that one to finish, or pass another --out" in b.stderr
+    assert "WARNING: --random-weights" not in b.stderr  # refused before any work
+
+    assert a.wait(timeout=300) == 0, a.stderr.read()
+    fitted = json.load(open(os.path.join(out, "FITTED.json")))
+    assert fitted["rgb_frames"] == 3 + 3  # the first run's videos, not replaced
+
+    again = run_pipeline("fit-pca", "--videos", second, *fit)  # the folder is free again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.load(open(os.path.join(out, "FITTED.json")))["rgb_frames"] == 3

@@ -1,10 +1,12 @@
 """Whole-file writes that a reader or a crash never sees half done, and the checks an
-output folder gets before a job writes into it (writable)."""
+output folder gets before a job writes into it (writable; one writer at a time)."""
 from __future__ import annotations
 
+import datetime
 import errno
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
@@ -62,3 +64,34 @@ def writable_folder(path: str, flag: str = "--out") -> None:
             "folder this user can create files in (or a path where one can be made), and "
             "run again.") from None
 
+
+@contextmanager
+def exclusive(folder: str, job: str, flag: str = "--out") -> Iterator[None]:
+    """Hold `folder/.<job>.lock` for the block: one `job` at a time writes into `folder`.
+    A second one gets a UsageError naming the process that holds it, at once (waiting
+    would only let it replace the first one's files afterwards). The lock is the
+    kernel's (flock): it goes with its holder, however that ends, so none is ever stale."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    with open(os.path.join(folder, f".{job}.lock"), "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "a process that has just started"
+            raise UsageError(
+                f"{flag} {folder} is being written by another `{job}` ({holder}); two runs "
+                "into one folder would replace each other's files. Wait for that one to "
+                f"finish, or pass another {flag}.") from None
+        f.seek(0)
+        f.truncate()
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
