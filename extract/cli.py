@@ -6,6 +6,10 @@ Light at import time (no torch) so that `pipeline.py --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.cli_util import add_device, add_fields, add_quiet, add_part
@@ -67,6 +71,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_fit_pca)
 
 
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, a batch scheduler, a container stopping) ends the block as Ctrl-C
+    does: KeyboardInterrupt, so finished videos are written as a complete shard and the
+    exit code is the interrupt's. Further SIGTERMs are ignored meanwhile, so that the
+    last shard's write is not cut short; SIGKILL still stops at once."""
+    if threading.current_thread() is not threading.main_thread():  # signals: main only
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_extract(args: argparse.Namespace) -> int:
     from .job import run_extract
 
@@ -77,13 +102,16 @@ def _run_extract(args: argparse.Namespace) -> int:
     job = ExtractJob(videos=args.videos, out=args.out, labels=args.labels,
                      vocabulary=args.vocabulary, shard=args.shard, quiet=args.quiet,
                      videos_per_shard=args.videos_per_shard, config=config)
-    if args.ray is not None:
-        from .ray_job import run_extract_ray
-        return run_extract_ray(job, None if args.ray == "local" else args.ray)
-    return run_extract(job)
+    with terminate_as_interrupt():
+        if args.ray is not None:
+            from .ray_job import run_extract_ray
+            return run_extract_ray(job, None if args.ray == "local" else args.ray)
+        return run_extract(job)
 
 
 def _run_fit_pca(args: argparse.Namespace) -> int:
     from .job import run_fit_pca
 
-    return run_fit_pca(args.videos, args.out, config_from_args(args, pca_dir=None), args.quiet)
+    with terminate_as_interrupt():
+        return run_fit_pca(args.videos, args.out, config_from_args(args, pca_dir=None),
+                           args.quiet)

@@ -2,8 +2,8 @@
 
 extract: list every video under --videos (recursive, sorted; ids are paths
 relative to it), keep this machine's part (--shard I/N or RANK/WORLD_SIZE),
-check labels, weights and PCA before any work, skip videos already stored in
---out (resume), extract the rest through `Extractor`, and write shards named
+check labels, that --out can be written, weights and PCA before any work, skip
+videos already stored in --out (resume), extract the rest through `Extractor`, and write shards named
 `shard<tag>-NNNNN.h5` (the tag keeps parallel machines apart) of a few videos
 each, so a crash loses little. Rejected videos go to `report-extract<tag>.json`
 in --out and the exit code is 3; every good video is still extracted.
@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from yt8m.atomic import exclusive, writable_folder
 from yt8m.errors import EXIT_OK, RejectedInput, UsageError
 from yt8m.report import Report
 from yt8m.representation import FPS
@@ -34,15 +35,14 @@ RANDOM_WARNING = ("WARNING: --random-weights: randomly initialised backbones; th
 def list_videos(videos_dir: str) -> list[str]:
     """Ids (paths relative to videos_dir, '/'-separated) of every file with a video
     extension under it, sorted. Broken links and other non-files are listed too,
-    so that they are reported rather than silently skipped."""
+    so that they are reported rather than silently skipped. A folder is walked into
+    whatever its name: `holiday.mp4/` is a folder of videos, never a video itself.
+    (Links to folders are not followed, as os.walk does not: no cycles.)"""
     if not os.path.isdir(videos_dir):
         raise UsageError(f"--videos {videos_dir}: no such folder")
     found = []
     for root, dirs, files in os.walk(videos_dir, onerror=None):
         dirs.sort()
-        for d in list(dirs):  # a folder named like a video is not walked as a video
-            if os.path.splitext(d)[1].lower() in VIDEO_EXTENSIONS:
-                found.append(os.path.join(root, d))
         for f in files:
             if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS and not f.startswith("."):
                 found.append(os.path.join(root, f))
@@ -84,6 +84,7 @@ def prepare_extract(job: ExtractJob, load_backbones: bool = True) -> Prepared:
         labels = read_labels(job.labels, job.videos, vocabulary, known_ids=set(all_ids))
         vocabulary = labels.vocabulary
     vocabulary = vocabulary or Vocabulary([], name="unlabeled")
+    writable_folder(job.out)  # before the backbones load and any video is decoded
     if job.config.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
     if load_backbones:
@@ -100,7 +101,6 @@ def prepare_extract(job: ExtractJob, load_backbones: bool = True) -> Prepared:
     _check_out_folder(job.out, meta, job.config.max_frames)
     ids = part.select(all_ids)
     todo, stale = _not_yet_stored(job.videos, job.out, ids)
-    os.makedirs(job.out, exist_ok=True)
     vocabulary.save(job.out)
     report = Report(f"extract{part.tag}")
     old_report = os.path.join(job.out, f"report-{report.command}.json")
@@ -244,19 +244,29 @@ def run_extract(job: ExtractJob) -> int:
 
 
 def run_fit_pca(videos: str, out: str, config: ExtractConfig, quiet: bool = False) -> int:
-    """Backbones over every video under `videos` -> extract.pca.fit_pca into `out`."""
-    from yt8m.cli_util import progress
+    """Backbones over every video under `videos` -> extract.pca.fit_pca into `out`. One
+    fit-pca at a time per `out` (a second one is refused at once, exit 2, naming the
+    first): the files are one set, and two runs would leave the last writer's, or a mix."""
+    from .pca import FITTED_MARKER, RGB_FILES
 
-    from .extractor import Extractor
-    from .pca import FITTED_MARKER, RGB_FILES, fit_pca
-
-    if os.path.isfile(os.path.join(out, RGB_FILES[0])) \
-            and not os.path.isfile(os.path.join(out, FITTED_MARKER)):
-        raise UsageError(f"--out {out} holds published PCA parameters; fit-pca does not "
-                         "overwrite them. Pass another --out (and use it as --pca-dir).")
     ids = list_videos(videos)
     if not ids:
         raise UsageError(f"--videos {videos}: no video files found")
+    writable_folder(out)
+    with exclusive(out, "fit-pca"):
+        if os.path.isfile(os.path.join(out, RGB_FILES[0])) \
+                and not os.path.isfile(os.path.join(out, FITTED_MARKER)):
+            raise UsageError(f"--out {out} holds published PCA parameters; fit-pca does not "
+                             "overwrite them. Pass another --out (and use it as --pca-dir).")
+        return _fit_pca(videos, ids, out, config, quiet)
+
+
+def _fit_pca(videos: str, ids: list[str], out: str, config: ExtractConfig, quiet: bool) -> int:
+    from yt8m.cli_util import progress
+
+    from .extractor import Extractor
+    from .pca import fit_pca
+
     if config.random_weights:
         print(RANDOM_WARNING, file=sys.stderr)
     extractor = Extractor(dataclasses.replace(config, pca_dir=None))  # raw features

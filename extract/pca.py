@@ -27,6 +27,7 @@ videos only (< 2 audio vectors) give an all-zero audio PCA the same way.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,8 +203,29 @@ def load_pca(pca_dir: str) -> PCAParams:
         raise _missing(pca_dir, missing)
     rgb_id, audio_id = identities(pca_dir, audio_path)
     fitted = os.path.isfile(os.path.join(pca_dir, FITTED_MARKER))
+    if fitted:
+        _check_one_set(pca_dir, rgb_id, audio_id)
     return PCAParams(load_rgb_pca(pca_dir, rgb_id), load_audio_pca(audio_path, audio_id),
                      directory=pca_dir, fitted=fitted)
+
+
+def _check_one_set(pca_dir: str, rgb_id: str, audio_id: str) -> None:
+    """Fitted files are one set: those FITTED.json was written for (fit-pca writes it
+    last). Files replaced since (a fit-pca stopped mid-way, files copied in by hand)
+    would make features no recorded identity describes."""
+    path = os.path.join(pca_dir, FITTED_MARKER)
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path}: unreadable ({e}); run fit-pca again into {pca_dir}") from None
+    have = {"rgb_pca": rgb_id, "audio_pca": audio_id}
+    changed = [k for k, v in have.items() if recorded.get(k, v) != v]
+    if changed:
+        raise UsageError(f"{pca_dir}: the PCA files are not the set {FITTED_MARKER} was written "
+                         f"for ({', '.join(changed)} differ: a fit-pca stopped while writing, or "
+                         "files replaced by hand). Run fit-pca again into that folder, or pass "
+                         "another --pca-dir.")
 
 
 def identities(pca_dir: str, audio_path: str | None = None) -> tuple[str, str]:
@@ -249,8 +271,10 @@ def fit_pca(rgb_2048: np.ndarray, audio_128: np.ndarray, out_dir: str) -> dict:
     rgb_2048: [n, 2048] Inception pool_3 frames (n >= 2); audio_128: [m, 128] VGGish fc2
     vectors (m may be < 2 when the videos are silent: the audio PCA is then all zeros,
     so every audio output is the quantized zero, as for a video without sound).
-    Writes mean.npy, eigenvals.npy, eigenvecs.npy, vggish_pca_params.npz and
-    FITTED.json into `out_dir` (each via a temp name + rename). Returns the metadata.
+    Writes mean.npy, eigenvals.npy, eigenvecs.npy, vggish_pca_params.npz and, last,
+    FITTED.json into `out_dir` (each via a temp name + rename; FITTED.json records the
+    set's fingerprints, so `load_pca` refuses a set stopped half-way). One writer at a
+    time: the `fit-pca` command holds a lock on `out_dir`. Returns the metadata.
     """
     rgb_2048 = np.asarray(rgb_2048)
     audio_128 = np.asarray(audio_128)

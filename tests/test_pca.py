@@ -1,6 +1,7 @@
 """PCA: the published formulas on random parameters, and fit_pca -> load_pca round trips."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -199,3 +200,19 @@ def test_fit_on_silent_videos_gives_zero_audio(tmp_path):
     params = pca.load_pca(str(tmp_path))
     out = pca.apply_audio_pca(params, rng.standard_normal((4, 128)))
     assert np.all(out == 0)
+
+
+def test_a_fitted_set_mixed_with_other_files_is_refused(tmp_path):
+    """FITTED.json is written last with the set's fingerprints: files replaced after it (a
+    fit stopped while writing, a file copied in by hand) are not used."""
+    rng = np.random.default_rng(8)
+    rgb, audio = rng.standard_normal((40, 2048)), rng.standard_normal((20, 128))
+    for name in ("a", "b"):
+        pca.fit_pca(rgb[:30] if name == "b" else rgb, audio[:15] if name == "b" else audio,
+                    str(tmp_path / name))
+    pca.load_pca(str(tmp_path / "a"))  # the set as written is fine
+    for copied, differs in [("eigenvecs.npy", "rgb_pca"), ("vggish_pca_params.npz", "audio_pca")]:
+        shutil.copy(tmp_path / "b" / copied, tmp_path / "a" / copied)
+        with pytest.raises(UsageError, match=f"not the set FITTED.json was written for "
+                                             f"\\(.*{differs}"):
+            pca.load_pca(str(tmp_path / "a"))
