@@ -34,7 +34,7 @@ from yt8m.vocabulary import FILENAME as VOCABULARY_FILE
 from yt8m.vocabulary import Vocabulary
 
 from . import checkpoint as ckpt
-from .config import FINETUNE_DEFAULTS, FREEZE_CHOICES, ModelConfig, TrainConfig, build_model
+from .config import FINETUNE_DEFAULTS, FREEZE_CHOICES, FROZEN_LR, ModelConfig, TrainConfig, build_model
 
 # Settings that shape training only, not the weights' layout: a fine-tune may change them.
 TRAINING_ONLY = ("dropout", "temperature", "distill_weight", "num_classes")
@@ -73,8 +73,9 @@ def check_flags(tc: TrainConfig, given: set[str]) -> None:
 
 
 def with_defaults(tc: TrainConfig, given: set[str]) -> TrainConfig:
-    """The fine-tune defaults (FINETUNE_DEFAULTS) for the settings not given."""
-    return dataclasses.replace(tc, **{k: v for k, v in FINETUNE_DEFAULTS.items() if k not in given})
+    """The fine-tune defaults (FINETUNE_DEFAULTS, FROZEN_LR) for the settings not given."""
+    defaults = dict(FINETUNE_DEFAULTS, **({"lr": FROZEN_LR} if tc.freeze == "body" else {}))
+    return dataclasses.replace(tc, **{k: v for k, v in defaults.items() if k not in given})
 
 
 def load_start(path: str, mc: ModelConfig, given: set[str]) -> Start:
@@ -183,9 +184,10 @@ def shared_classes(new: Vocabulary, old: Vocabulary) -> dict[int, tuple[int, str
 
 @torch.no_grad()
 def initialise(model: torch.nn.Module, start: Start, vocabulary: Vocabulary,
-               freeze: str, quiet: bool = False) -> dict[str, str]:
+               freeze: str, say: bool = True) -> dict[str, str]:
     """Copy the feature layers and the shared classes' classifier rows into `model` (built
-    for `vocabulary`, randomly initialised); the record of it for the run folder."""
+    for `vocabulary`, randomly initialised); the record of it for the run folder. `say`:
+    one line on stderr, even with --quiet (which silences progress), of what was copied."""
     old_weights, old_vocab = start.checkpoint.weights, initial_vocabulary(start)
     shared = shared_classes(vocabulary, old_vocab)
     state = model.state_dict()
@@ -198,7 +200,7 @@ def initialise(model: torch.nn.Module, start: Start, vocabulary: Vocabulary,
         old_rows = old.view(len(old_vocab), -1, *old.shape[1:])
         for i, (j, _) in shared.items():
             rows[i] = old_rows[j]
-    if not quiet:
+    if say:
         matched = ", ".join(f"{vocabulary.name_of(i)} ({how})" for i, (_, how) in sorted(shared.items()))
         print(f"fine-tuning from {start.path}: feature layers copied; classifier rebuilt for "
               f"{len(vocabulary)} classes, {len(shared)} of them from the initial model's rows"

@@ -227,8 +227,7 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None)
     model = build_model(mc).to(device)
     origin = resumed.origin if resumed is not None else {}
     if start is not None:
-        origin = finetune.initialise(model, start, shards.vocabulary, tc.freeze,
-                                     quiet=tc.quiet or not ddp.main)
+        origin = finetune.initialise(model, start, shards.vocabulary, tc.freeze, say=ddp.main)
     elif mc.reverse_whitening and resumed is None:  # a resumed run has them in its weights
         apply_reverse_whitening(model, shards, tc.pca_dir)
     optimizer = torch.optim.Adam(finetune.trainable(model, tc.freeze), lr=tc.lr)

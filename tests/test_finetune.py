@@ -181,3 +181,35 @@ def test_mismatched_initial_models_are_refused_naming_each_difference(pretrained
                         (["--init-from", pretrained, "--resume", pretrained], "one or the other")):
         result = run_pipeline("train", "--data", train_dir, *args, *FAST, env=ENV)
         assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+def test_published_model_as_start_with_the_fine_tune_defaults(tmp_path):
+    """`--init-from published`: the converted published model (a stand-in with its real
+    layout) in the cache; classes shared by name keep their rows; the settings not given
+    take the fine-tune defaults."""
+    from model.paddle_nextvlad import convert_file
+    from paddle_reference import random_params, write_pdparams
+    from test_paddle_convert import SMALL
+
+    cache = tmp_path / "cache"
+    source = write_pdparams(random_params(SMALL), str(tmp_path / "NEXTVLAD.pdparams"))
+    names = [f"class{i:02d}" for i in range(SMALL.num_classes)]
+    convert_file(source, str(cache / "yt8m-toolkit" / "models" / "nextvlad-youtube8m-paddle"),
+                 Vocabulary(names, name="published-stand-in"))
+    data = str(tmp_path / "data")
+    write_random_frames(data, 40, num_classes=4, representation=OFFICIAL)  # class00 .. class03
+    result = run_pipeline("train", "--data", data, "--init-from", "published", "--freeze", "body",
+                          "--out", str(tmp_path / "runs"), *FAST, cwd=str(tmp_path),
+                          env=dict(ENV, XDG_CACHE_HOME=str(cache)))
+    assert result.returncode == 0, result.stderr
+    assert "4 of them from the initial model's rows" in result.stderr
+    run = result.stdout.strip().splitlines()[-1]
+    config = json.loads(open(os.path.join(run, "config.json")).read())
+    assert {k: config["train"][k] for k in ("batch_size", "epochs", "lr")} == \
+        {"batch_size": 32, "epochs": 30, "lr": 1e-3}
+    assert config["model"]["audio_clusters"] == config["model"]["clusters"] == SMALL.clusters
+    origin = config["origin"]
+    assert origin["init_from"] == "nextvlad-youtube8m-paddle"
+    assert origin["init_origin_converted_from"] == "paddle"
+    assert origin["init_origin_sha256"] == sha256_of(source)
+    assert Checkpoint.load(run).training.step == 30  # 40 videos: one batch of 32 per epoch
