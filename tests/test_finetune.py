@@ -76,7 +76,7 @@ def test_fine_tuning_beats_training_from_scratch_on_few_examples(pretrained, use
            for name, run in (("scratch", scratch), ("tuned", tuned))}
     print(gap)
     assert gap["tuned"] > 0.85
-    assert gap["tuned"] > gap["scratch"] + 0.2
+    assert gap["tuned"] > gap["scratch"] + 0.15  # measured: 0.94 vs 0.61 (seeds 0-3: +0.25 .. +0.33)
     # The fine-tuned model carries the user's vocabulary and says where it started.
     assert list(load_for_inference(tuned).vocabulary.names) == sorted(USER)
     config = json.loads(open(os.path.join(tuned, "config.json")).read())
