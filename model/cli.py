@@ -11,9 +11,9 @@ DEFAULT_MODEL = "runs/latest"
 MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "expansion",
                "hidden_size", "gating_reduction", "dropout", "classifier", "mixtures", "branches",
                "temperature", "distill_weight", "reverse_whitening"]
-TRAIN_FLAGS = ["pca_dir", "epochs", "steps", "batch_size", "lr", "lr_decay", "decay_examples",
-               "clip_norm", "max_frames", "out", "checkpoint_every", "log_every", "workers", "seed",
-               "precision", "shuffle_buffer", "compile"]
+TRAIN_FLAGS = ["init_from", "freeze", "pca_dir", "epochs", "steps", "batch_size", "lr", "lr_decay",
+               "decay_examples", "clip_norm", "max_frames", "out", "checkpoint_every", "log_every",
+               "workers", "seed", "precision", "shuffle_buffer", "compile"]
 MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
               "published YouTube-8M model that `download` converts)")
 
@@ -27,6 +27,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "train", help="train a model on shards; writes a run folder and points runs/latest at it",
         description="Train NeXtVLAD (default) or a baseline on frame-level shards, or a "
                     "video-level model on video-level shards. Defaults follow the NeXtVLAD paper. "
+                    "With --init-from it fine-tunes a trained model (the published one, or a run) "
+                    "on the data's own labels, with defaults for a few hundred videos. "
                     "Under torchrun it trains data-parallel.")
     add_fields(p, TrainConfig, ["data", "val"])
     add_fields(p, ModelConfig, MODEL_FLAGS, name="--model")
@@ -130,6 +132,9 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import train
 
     given = {n for n in ["data", "val", *MODEL_FLAGS, *TRAIN_FLAGS] if getattr(args, n) is not None}
+    if args.init_from == "published" and not os.path.exists("published"):
+        from .pretrained import pretrained_dir
+        args.init_from = pretrained_dir()
     try:
         mc = ModelConfig(**{n: getattr(args, n) for n in given if n in MODEL_FLAGS})
     except ValueError as e:

@@ -17,6 +17,12 @@ VIDEO_MODELS = ("logistic", "moe")
 KAGGLE_TOP_K = 20  # the Kaggle submission format: 20 "label confidence" pairs per video
 LABELS_PER_CLIP = 20  # classify and serve: labels shown per clip unless asked otherwise
 MODELS = FRAME_MODELS + VIDEO_MODELS
+# `train --init-from`: the settings not given take these values (a few hundred videos:
+# about 10 batches per epoch, a few hundred steps in all; the learning rate the published
+# model was trained with, so the copied layers are not thrown far from where they were).
+FINETUNE_DEFAULTS = {"batch_size": 32, "epochs": 30, "lr": 2e-4}
+FROZEN_LR = 1e-3  # --freeze body: only the classifier learns, most of it from scratch
+FREEZE_CHOICES = ("none", "body")
 
 # Per-architecture defaults where the published designs differ (None in ModelConfig).
 _DEFAULT_CLUSTERS = {"nextvlad": 128, "mix-nextvlad": 128, "netvlad": 64, "dbof": 8192}
@@ -27,6 +33,12 @@ _DEFAULT_CLASSIFIER = {"netvlad": "moe", "dbof": "moe", "moe": "moe"}
 def _f(default, help: str, **meta):
     """A dataclass field whose help text (and choices, shown default) the flags derive from."""
     return field(default=default, metadata={"help": help, **meta})
+
+
+def _tuned(name: str, default, help: str, also: str = ""):
+    """A training setting whose default differs under --init-from (FINETUNE_DEFAULTS)."""
+    return _f(default, help,
+              default_help=f"{default:g}; {FINETUNE_DEFAULTS[name]:g} with --init-from{also}")
 
 
 @dataclass
@@ -93,10 +105,11 @@ class TrainConfig:
     data: str = _f("data/features", "training shards", metavar="DIR")
     val: str | None = _f(None, "validation shards, evaluated at every checkpoint", metavar="DIR")
     out: str = _f("runs", "where run folders go", metavar="DIR")
-    epochs: int = _f(5, "passes over the data")
+    epochs: int = _tuned("epochs", 5, "passes over the data")
     steps: int | None = _f(None, "total optimizer steps (overrides --epochs)")
-    batch_size: int = _f(160, "global batch, split over torchrun processes")
-    lr: float = _f(2e-4, "Adam learning rate, times --lr-decay every --decay-examples videos")
+    batch_size: int = _tuned("batch_size", 160, "global batch, split over torchrun processes")
+    lr: float = _tuned("lr", 2e-4, "Adam learning rate, times --lr-decay every --decay-examples videos",
+                       also=f", {FROZEN_LR:g} with --freeze body")
     lr_decay: float = _f(0.8, "learning-rate decay factor")
     decay_examples: int = _f(2_000_000, "videos between learning-rate decays")
     clip_norm: float = _f(1.0, "gradient clipping norm")
@@ -113,6 +126,18 @@ class TrainConfig:
     checkpoint_every: int = _f(1000, "steps between checkpoints (also at the end)")
     log_every: int = _f(20, "steps between lines of metrics.csv / TensorBoard")
     resume: str | None = None  # run folder or checkpoint to continue
+    init_from: str | None = _f(
+        None, "fine-tune: start from this model folder (or `published`, the YouTube-8M model "
+              "`download` converts): its feature layers are copied, its classifier rebuilt for "
+              "the data's vocabulary, keeping the rows of classes it shares by name or "
+              "KnowledgeGraph id. Its architecture is used and the data must be made like its "
+              "training data. Defaults then suit a few hundred videos: "
+              + ", ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in FINETUNE_DEFAULTS.items())
+              + f" ({FROZEN_LR:g} with --freeze body)",
+        metavar="MODEL")
+    freeze: str = _f("none", "with --init-from: `body` trains only the classifier (feature layers "
+                             "kept as they are, batch-norm statistics included); `none` trains all",
+                     choices=list(FREEZE_CHOICES))
     pca_dir: str = _f(DEFAULT_PCA_DIR, "eigenvals.npy for --reverse-whitening", metavar="DIR")
     quiet: bool = False
 

@@ -28,6 +28,7 @@ from yt8m.representation import check_max_frames
 from yt8m.store import ShardSet
 
 from . import checkpoint as ckpt
+from . import finetune
 from .config import ModelConfig, TrainConfig, build_model, default_workers
 from .data import Batch, EpochBatchSampler, NoUsableData, to_device
 from .run_log import MetricsLog
@@ -131,6 +132,7 @@ class Run:
     last_saved: int | None
     damaged: set[tuple[str, str]] = field(default_factory=set)  # (where, why) of skipped inputs
     pointed_latest: bool = False  # runs/latest points here from this process's first checkpoint
+    origin: dict[str, str] = field(default_factory=dict)  # a fine-tune's initial model
 
 
 @dataclass
@@ -195,18 +197,27 @@ def resume_from(tc: TrainConfig, mc: ModelConfig, given: set[str]
 def prepare_run(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None) -> Run:
     """Configuration, data, model, optimizer and run folder; the state of a resumed run.
     `given`: the settings asked for (see `resume_from`); None: those not at their default."""
+    given = asked_for(tc, mc) if given is None else set(given)
+    finetune.check_flags(tc, given)
+    if tc.init_from and not tc.resume:
+        tc = finetune.with_defaults(tc, given)
     check_config(tc)
     device = pick_device(tc.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = setup_distributed(device)
     if tc.batch_size % ddp.world_size:
         raise UsageError(f"--batch-size {tc.batch_size} is the global batch and must be divisible "
                          f"by the {ddp.world_size} processes")
-    resumed = None
+    resumed = start = None
     if tc.resume:
-        tc, mc, resumed = resume_from(tc, mc, asked_for(tc, mc) if given is None else set(given))
+        tc, mc, resumed = resume_from(tc, mc, given)
+    elif tc.init_from:
+        start = finetune.load_start(tc.init_from, mc, given)
+        mc = start.config
     if tc.workers is None:
         tc = dataclasses.replace(tc, workers=default_workers(ddp.world_size))
     shards, val = open_data(tc, mc, resumed)
+    if start is not None:
+        finetune.check_data(start, shards)
     per_epoch = EpochBatchSampler.batches_per_epoch(len(shards), tc.batch_size)
     if per_epoch == 0:
         raise UsageError(f"{tc.data} holds {len(shards)} videos, fewer than one batch of "
@@ -214,9 +225,12 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None)
 
     torch.manual_seed(tc.seed)  # same initial weights on every rank
     model = build_model(mc).to(device)
-    if mc.reverse_whitening and resumed is None:  # a resumed run has them in its weights
+    origin = resumed.origin if resumed is not None else {}
+    if start is not None:
+        origin = finetune.initialise(model, start, shards.vocabulary, tc.freeze, say=ddp.main)
+    elif mc.reverse_whitening and resumed is None:  # a resumed run has them in its weights
         apply_reverse_whitening(model, shards, tc.pca_dir)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    optimizer = torch.optim.Adam(finetune.trainable(model, tc.freeze), lr=tc.lr)
     decay = lambda step: tc.lr_decay ** ((step * tc.batch_size) // tc.decay_examples)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     step = 0
@@ -232,13 +246,14 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None)
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast, precision = autocast_for(device, tc.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    run_dir = run_folder(tc, mc, shards) if ddp.main else ""
+    run_dir = run_folder(tc, mc, shards, origin) if ddp.main else ""
     total = tc.steps if tc.steps else tc.epochs * per_epoch
     return Run(tc, mc, device, ddp, shards, val, model, train_model, optimizer, scheduler, scaler,
-               autocast, run_dir, step, per_epoch, total, step if resumed is not None else None)
+               autocast, run_dir, step, per_epoch, total, step if resumed is not None else None,
+               origin=origin)
 
 
-def run_folder(tc: TrainConfig, mc: ModelConfig, shards) -> str:
+def run_folder(tc: TrainConfig, mc: ModelConfig, shards, origin: dict[str, str]) -> str:
     """The run's folder (new, or the resumed one) with its summary written; temporary files
     left there and in the other runs under --out by killed processes are removed first."""
     # realpath: resuming runs/latest must write into (and re-point latest at) the real folder
@@ -246,7 +261,8 @@ def run_folder(tc: TrainConfig, mc: ModelConfig, shards) -> str:
         else ckpt.new_run_dir(tc.out, mc.name)
     ckpt.remove_stale_files(tc.out, run_dir)
     ckpt.write_summary(run_dir, mc, shards.meta.representation, shards.vocabulary,
-                       shards.meta.kind, {"train": dataclasses.asdict(tc)})
+                       shards.meta.kind, {"train": dataclasses.asdict(tc),
+                                          **({"origin": origin} if origin else {})})
     stale = os.path.join(run_dir, "report-train.json")
     if os.path.exists(stale):  # a resumed run reports its own damage, if any
         os.remove(stale)
@@ -308,7 +324,8 @@ def save_checkpoint(run: Run) -> None:
         run.model.state_dict(), run.mc, run.shards.meta.representation, run.shards.vocabulary,
         run.shards.meta.kind, run.tc.max_frames,
         ckpt.TrainingState(run.optimizer.state_dict(), run.scheduler.state_dict(), run.step,
-                           dataclasses.asdict(run.tc))).save(os.path.join(run.run_dir, ckpt.CHECKPOINT))
+                           dataclasses.asdict(run.tc)), run.origin
+    ).save(os.path.join(run.run_dir, ckpt.CHECKPOINT))
     if not run.pointed_latest:
         ckpt.point_latest(os.path.dirname(os.path.abspath(run.run_dir)), run.run_dir)
         run.pointed_latest = True

@@ -21,8 +21,8 @@ DIM = RGB_DIM + AUDIO_DIM
 
 
 def _writer(out_dir: str, num_classes: int, kind: str = FRAME, representation=SYNTHETIC,
-            videos_per_shard: int = 64) -> ShardWriter:
-    vocab = Vocabulary.from_names([f"class{c:02d}" for c in range(num_classes)])
+            videos_per_shard: int = 64, names: list[str] | None = None) -> ShardWriter:
+    vocab = Vocabulary.from_names(names or [f"class{c:02d}" for c in range(num_classes)])
     import os
     os.makedirs(out_dir, exist_ok=True)
     vocab.save(out_dir)
@@ -36,13 +36,19 @@ def _record(vid: str, frames: np.ndarray, labels: list[int]) -> VideoRecord:
 
 
 def write_prototype_task(out_dir: str, n_videos: int, num_classes: int = 6, seed: int = 0,
-                         pattern_seed: int = 1234, extra_frames: int = 6) -> None:
-    """Videos of 2*num_classes .. 2*num_classes+extra_frames frames; see the module docstring."""
+                         pattern_seed: int = 1234, extra_frames: int = 6,
+                         relabel: dict[str, list[int]] | None = None) -> None:
+    """Videos of 2*num_classes .. 2*num_classes+extra_frames frames; see the module docstring.
+
+    `relabel`: a related task over the same videos (the same seed gives the same frames)
+    with its own vocabulary: a video has the label NAME when it has every class of
+    relabel[NAME] (a video may then have no label)."""
+    names = sorted(relabel) if relabel else None
     patterns = np.random.default_rng(pattern_seed)
     u = patterns.choice([-0.8, 0.8], size=(num_classes, DIM)).astype(np.float32)
     v = patterns.choice([-0.8, 0.8], size=(num_classes, DIM)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    with _writer(out_dir, num_classes) as writer:
+    with _writer(out_dir, num_classes, names=names) as writer:
         for i in range(n_videos):
             labels = [c for c in range(num_classes) if rng.random() < 0.4] or [int(rng.integers(num_classes))]
             frames = []
@@ -53,6 +59,8 @@ def write_prototype_task(out_dir: str, n_videos: int, num_classes: int = 6, seed
                 frames.append(np.zeros(DIM, np.float32))
             frames = np.stack(frames)[rng.permutation(length)]
             frames += rng.normal(0, 0.3, frames.shape).astype(np.float32)
+            if names:
+                labels = [k for k, name in enumerate(names) if set(relabel[name]) <= set(labels)]
             writer.add(_record(f"video{i:05d}", frames, labels))
 
 
