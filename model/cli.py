@@ -11,8 +11,8 @@ DEFAULT_MODEL = "runs/latest"
 MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "expansion",
                "hidden_size", "gating_reduction", "dropout", "classifier", "mixtures", "branches",
                "temperature", "distill_weight", "reverse_whitening"]
-TRAIN_FLAGS = ["init_from", "freeze", "pca_dir", "epochs", "steps", "batch_size", "lr", "lr_decay",
-               "decay_examples", "clip_norm", "max_frames", "out", "checkpoint_every", "log_every",
+TRAIN_FLAGS = ["init_from", "freeze", "pca_dir", "epochs", "steps", "batch_size", "lr", "warmup_steps",
+               "lr_decay", "decay_examples", "clip_norm", "max_frames", "out", "checkpoint_every", "log_every",
                "workers", "seed", "precision", "shuffle_buffer", "compile"]
 MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
               "published YouTube-8M model that `download` converts)")

@@ -20,7 +20,7 @@ MODELS = FRAME_MODELS + VIDEO_MODELS
 # `train --init-from`: the settings not given take these values (a few hundred videos:
 # about 10 batches per epoch, a few hundred steps in all; the learning rate the published
 # model was trained with, so the copied layers are not thrown far from where they were).
-FINETUNE_DEFAULTS = {"batch_size": 32, "epochs": 30, "lr": 2e-4}
+FINETUNE_DEFAULTS = {"batch_size": 32, "epochs": 30, "warmup_steps": 30, "lr": 2e-4}
 FROZEN_LR = 1e-3  # --freeze body: only the classifier learns, most of it from scratch
 FREEZE_CHOICES = ("none", "body")
 
@@ -110,6 +110,10 @@ class TrainConfig:
     batch_size: int = _tuned("batch_size", 160, "global batch, split over torchrun processes")
     lr: float = _tuned("lr", 2e-4, "Adam learning rate, times --lr-decay every --decay-examples videos",
                        also=f", {FROZEN_LR:g} with --freeze body")
+    warmup_steps: int = _tuned("warmup_steps", 0, "steps over which the learning rate rises "
+                                                  "linearly to --lr (spares copied layers the "
+                                                  "first large updates of a new classifier)",
+                               also=", 0 with --freeze body")
     lr_decay: float = _f(0.8, "learning-rate decay factor")
     decay_examples: int = _f(2_000_000, "videos between learning-rate decays")
     clip_norm: float = _f(1.0, "gradient clipping norm")

@@ -74,7 +74,9 @@ def check_flags(tc: TrainConfig, given: set[str]) -> None:
 
 def with_defaults(tc: TrainConfig, given: set[str]) -> TrainConfig:
     """The fine-tune defaults (FINETUNE_DEFAULTS, FROZEN_LR) for the settings not given."""
-    defaults = dict(FINETUNE_DEFAULTS, **({"lr": FROZEN_LR} if tc.freeze == "body" else {}))
+    # A frozen body has nothing a warm-up would protect: only the classifier learns.
+    frozen = {"lr": FROZEN_LR, "warmup_steps": 0}
+    defaults = dict(FINETUNE_DEFAULTS, **(frozen if tc.freeze == "body" else {}))
     return dataclasses.replace(tc, **{k: v for k, v in defaults.items() if k not in given})
 
 

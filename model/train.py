@@ -231,7 +231,8 @@ def prepare_run(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None)
     elif mc.reverse_whitening and resumed is None:  # a resumed run has them in its weights
         apply_reverse_whitening(model, shards, tc.pca_dir)
     optimizer = torch.optim.Adam(finetune.trainable(model, tc.freeze), lr=tc.lr)
-    decay = lambda step: tc.lr_decay ** ((step * tc.batch_size) // tc.decay_examples)
+    decay = lambda step: (tc.lr_decay ** ((step * tc.batch_size) // tc.decay_examples)
+                          * min(1.0, (step + 1) / max(1, tc.warmup_steps)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)
     step = 0
     if resumed is not None:
