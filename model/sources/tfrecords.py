@@ -18,70 +18,99 @@ report, and training goes on.
 """
 from __future__ import annotations
 
-import glob
 import os
 import struct
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 
 from yt8m import official
+from yt8m.errors import UsageError
+from yt8m.iterate import batched
 from yt8m.representation import OFFICIAL
 from yt8m.store import ShardMeta, VideoRecord
-from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES, TFRecordReader
+from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES, RecordError, TFRecordReader
 from yt8m.vocabulary import Vocabulary
 
-from .data import NoUsableData, VideoItem, multi_hot
+from ..data import Batch, Damage, NoUsableData, VideoItem, collate, video_item
+from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
 
 SHUFFLE_BUFFER = 1024  # records held for shuffling, per DataLoader worker
 
 
-def is_records(path: str) -> bool:
-    """A folder holding *.tfrecord files, or a glob / file naming TFRecords."""
-    if os.path.isdir(path):
-        return bool(glob.glob(os.path.join(glob.escape(path), "*.tfrecord")))
-    return ".tfrecord" in path or any(ch in path for ch in "*?[")
+class RecordSource(DataSource):
+    """Official TFRecord files as one data set: the files of a folder or glob, their kind
+    (frame- or video-level, from the first readable records) and their video count."""
 
+    def __init__(self, pattern: str):
+        files = official.find_tfrecords(pattern)
+        kind = next((k for k in map(official.peek_kind, files) if k is not None), None)
+        if kind is None:  # listed like any damage (every record read, for the report)
+            raise NoUsableData(f"{pattern} ({len(files)} TFRecord file(s))",
+                               [p.entry for p in _problems(files)])
+        self.data_dir, self.files = pattern, files
+        self._vocabulary = Vocabulary.official()
+        self.meta = ShardMeta(kind, OFFICIAL, self._vocabulary.ref, extra={"source": "tfrecords"})
+        self.count = sum(map(count_records, files))  # from the framing alone
+        self.refused: list[Damage] = []  # damage is met, and reported, while reading
 
-@dataclass(frozen=True)
-class RecordProblem:
-    """A damaged record or file met while reading: reported, never trained on."""
-
-    where: str  # "file (byte N)"
-    reason: str
-
-
-@dataclass
-class RecordSource:
-    """Official TFRecord files as one data set: what a model checks, and how many videos."""
-
-    data_dir: str  # the --data argument, for messages
-    files: list[str]
-    meta: ShardMeta
-    vocabulary: Vocabulary
-    count: int  # videos (records) in all files, counted from the framing
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocabulary
 
     def __len__(self) -> int:
         return self.count
 
+    def read(self) -> Iterator[SourceVideo | Damage]:
+        """File by file, record by record; a damaged record or file part in its place."""
+        for path in self.files:
+            reader, seen = TFRecordReader(path), 0
+            for offset, data in reader:
+                seen = yield from _errors_since(reader, seen)
+                video = self.parse(path, offset, data)
+                yield video if isinstance(video, Damage) else SourceVideo(self.data_dir, video)
+            yield from _errors_since(reader, seen)
 
-def open_records(pattern: str) -> RecordSource:
-    """The files of a folder or glob, their kind (frame- or video-level) and video count."""
-    from yt8m.importer import find_inputs, peek_kind
+    def batches(self, batch_size: int, max_frames: int, workers: int = 0) -> Iterator[Batch]:
+        """In order, in this process (`workers` is for shards: a file is read sequentially)."""
+        num_classes = self.meta.vocabulary.num_classes
+        items = (got if isinstance(got, Damage) else video_item(got.video, num_classes, max_frames)
+                 for got in self.read())
+        return map(collate, batched(items, batch_size))
 
-    files = find_inputs(pattern)
-    kind = next((k for k in map(peek_kind, files) if k is not None), None)
-    if kind is None:  # listed like any damage (every record read, for the report)
-        raise NoUsableData(f"{pattern} ({len(files)} TFRecord file(s))",
-                           [(p.where, p.reason) for p in _problems(files)])
-    vocabulary = Vocabulary.official()
-    meta = ShardMeta(kind, OFFICIAL, vocabulary.ref, extra={"source": "tfrecords"})
-    return RecordSource(pattern, files, meta, vocabulary, sum(map(count_records, files)))
+    def training_feed(self, plan: StreamPlan, damaged: set[tuple[str, str]] | None = None
+                      ) -> "RecordFeed":
+        return RecordFeed(self, plan, damaged)
+
+    def close(self) -> None:
+        """Nothing held open: every read opens its files."""
+
+    def parse(self, path: str, offset: int, data: bytes) -> VideoRecord | Damage:
+        """One record's video, or what is wrong with it (file, byte offset)."""
+        try:
+            return official.parse_record(data, self.meta.kind, self.meta.vocabulary.num_classes)
+        except official.InvalidRecord as e:
+            return Damage(_where(path, offset), str(e))
 
 
-def _problems(files: list[str]) -> list[RecordProblem]:
+def _where(path: str, offset: int) -> str:
+    return f"{path} (byte {offset})"
+
+
+def _damage(e: RecordError) -> Damage:
+    return Damage(_where(e.path, e.offset), e.reason)
+
+
+def _errors_since(reader: TFRecordReader, seen: int) -> Iterator[Damage]:
+    """The framing errors the reader met after the first `seen`; returns the count."""
+    for e in reader.errors[seen:]:
+        yield _damage(e)
+    return len(reader.errors)
+
+
+def _problems(files: list[str]) -> list[Damage]:
     """What is wrong with every record of files in which none could be read."""
     problems = []
     for path in files:
@@ -90,8 +119,8 @@ def _problems(files: list[str]) -> list[RecordProblem]:
             try:
                 official.record_kind(data)
             except official.InvalidRecord as e:
-                problems.append(RecordProblem(f"{path} (byte {offset})", str(e)))
-        problems += [RecordProblem(f"{path} (byte {e.offset})", e.reason) for e in reader.errors]
+                problems.append(Damage(_where(path, offset), str(e)))
+        problems += map(_damage, reader.errors)
     return problems
 
 
@@ -110,37 +139,8 @@ def count_records(path: str) -> int:
     return n
 
 
-def _video(source: RecordSource, path: str, offset: int, data: bytes) -> VideoRecord | RecordProblem:
-    """One record's video, or what is wrong with it (file, byte offset)."""
-    try:
-        return official.parse_record(data, source.meta.kind, source.meta.vocabulary.num_classes)
-    except official.InvalidRecord as e:
-        return RecordProblem(f"{path} (byte {offset})", str(e))
-
-
-def to_item(video: VideoRecord, num_classes: int, max_frames: int, index: int = -1) -> VideoItem:
-    """A record as the model reads it: what ShardDataset gives for the same video."""
-    labels = multi_hot(video.labels, num_classes)
-    if video.rgb is None:
-        return VideoItem(index, video.mean_rgb, video.mean_audio, labels)
-    return VideoItem(index, video.rgb[:max_frames], video.audio[:max_frames], labels)
-
-
-def read_in_order(source: RecordSource, max_frames: int
-                  ) -> Iterator[tuple[VideoRecord, VideoItem] | RecordProblem]:
-    """Every record of every file, in order (evaluation, prediction)."""
-    for path in source.files:
-        reader = TFRecordReader(path)
-        for offset, data in reader:
-            video = _video(source, path, offset, data)
-            yield video if isinstance(video, RecordProblem) else \
-                (video, to_item(video, source.meta.vocabulary.num_classes, max_frames))
-        for e in reader.errors:
-            yield RecordProblem(f"{path} (byte {e.offset})", e.reason)
-
-
-class StreamingRecords(torch.utils.data.IterableDataset):
-    """One rank's endless, deterministic stream of VideoItems (and RecordProblems).
+class StreamingRecords(IterableDataset):
+    """One rank's endless, deterministic stream of VideoItems (and Damage).
 
     Epoch e: the files in the order of a permutation seeded by (seed, e); rank r of W
     takes files r, r + W, ...; DataLoader worker k of K takes every K-th of those.
@@ -198,17 +198,16 @@ class StreamingRecords(torch.utils.data.IterableDataset):
                 held.append((path, offset, data))
                 if len(held) >= self.buffer:
                     yield _take(held, rng)
-            for e in reader.errors:
-                yield RecordProblem(f"{path} (byte {e.offset})", e.reason)
+            yield from map(_damage, reader.errors)
         while held:
             yield _take(held, rng)
 
-    def _item(self, record) -> VideoItem | RecordProblem:
-        if isinstance(record, RecordProblem):
+    def _item(self, record: tuple[str, int, bytes] | Damage) -> VideoItem | Damage:
+        if isinstance(record, Damage):
             return record
-        video = _video(self.source, *record)
-        return video if isinstance(video, RecordProblem) else \
-            to_item(video, self.source.meta.vocabulary.num_classes, self.max_frames)
+        video = self.source.parse(*record)
+        return video if isinstance(video, Damage) else \
+            video_item(video, self.source.meta.vocabulary.num_classes, self.max_frames)
 
 
 def _take(held: list, rng: np.random.Generator) -> tuple[str, int, bytes]:
@@ -216,3 +215,32 @@ def _take(held: list, rng: np.random.Generator) -> tuple[str, int, bytes]:
     i = int(rng.integers(len(held)))
     held[i], held[-1] = held[-1], held[i]
     return held.pop()
+
+
+class RecordFeed(TrainingFeed):
+    """This rank's endless stream (`StreamingRecords`), from the step the run is at. It has
+    no epochs to count usable batches in: too long a stretch of unusable inputs ends it."""
+
+    def __init__(self, source: RecordSource, plan: StreamPlan,
+                 damaged: set[tuple[str, str]] | None = None):
+        super().__init__(source, plan, damaged)
+        if len(source.files) < plan.world_size:
+            raise UsageError(f"{source.data_dir} holds {len(source.files)} TFRecord file(s), fewer "
+                             f"than the {plan.world_size} training processes: each process "
+                             "reads whole files. Start fewer processes.")
+        # Two passes' worth for every loader process: each has then read a whole share
+        # of an epoch (every file gives at least one input) without a usable video.
+        self.limit = 2 * max(1, plan.workers) * (len(source) + len(source.files))
+        dataset = StreamingRecords(source, plan.max_frames, plan.seed, plan.rank, plan.world_size,
+                                   buffer=plan.shuffle_buffer, skip_batches=plan.step,
+                                   batch_size=plan.local_batch)
+        self.batches = iter(DataLoader(
+            dataset, batch_size=plan.local_batch, collate_fn=collate, num_workers=plan.workers,
+            pin_memory=plan.device.type == "cuda", prefetch_factor=4 if plan.workers else None))
+
+    def next_pass(self) -> None:
+        raise self.stop()  # no process has any file left to read
+
+    def check_progress(self) -> None:
+        if self.unusable >= self.limit:
+            raise self.stop()
