@@ -187,9 +187,3 @@ class EpochBatchSampler(Sampler):
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of one step's randomness (dropout; a shard epoch's loader order)."""
     return (seed * 1_000_003 + rank * 7919 + step) % (2 ** 63)
-
-
-def ordered_batches(num_videos: int, batch_size: int) -> Iterator[list[int]]:
-    """All videos in order, the last batch possibly short (evaluation, prediction)."""
-    for lo in range(0, num_videos, batch_size):
-        yield list(range(lo, min(lo + batch_size, num_videos)))

@@ -105,7 +105,7 @@ def test_every_video_once_per_epoch_across_ranks_and_workers(data):
         stream = StreamingRecords(source, 300, seed=5, rank=rank, world_size=2, buffer=32)
         for worker in range(2):
             seen += [item.labels.tobytes() + item.rgb.tobytes()
-                     for item in stream._epoch(0, worker, 2)]
+                     for item in map(stream._item, stream._records(0, worker, 2))]
     everything = [v for v in ShardSet(str(data / "tfrecords_imported"))]
     assert len(seen) == len(set(seen)) == len(everything)
     # The next epoch visits the files in another order.

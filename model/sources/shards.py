@@ -8,12 +8,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from yt8m.errors import DamagedVideo
+from yt8m.iterate import batched
 from yt8m.representation import DEFAULT_MAX_FRAMES
 from yt8m.store import ShardReader, ShardSet
 from yt8m.vocabulary import Vocabulary
 
-from ..data import (Batch, Damage, EpochBatchSampler, VideoItem, collate, ordered_batches,
-                    step_seed, video_item)
+from ..data import Batch, Damage, EpochBatchSampler, VideoItem, collate, step_seed, video_item
 from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
 
 
@@ -62,7 +62,7 @@ class ShardSource(DataSource):
 
     def batches(self, batch_size: int, max_frames: int, workers: int = 0) -> Iterator[Batch]:
         return iter(DataLoader(ShardDataset(self.shard_set, max_frames), collate_fn=collate,
-                               batch_sampler=list(ordered_batches(len(self), batch_size)),
+                               batch_sampler=list(batched(range(len(self)), batch_size)),
                                num_workers=workers))
 
     def training_feed(self, plan: StreamPlan, damaged: set[tuple[str, str]] | None = None

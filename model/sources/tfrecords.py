@@ -184,10 +184,6 @@ class StreamingRecords(IterableDataset):
                 yield self._item(record)
             epoch += 1
 
-    def _epoch(self, epoch: int, worker: int, workers: int):
-        """One worker's share of one epoch, parsed."""
-        return map(self._item, self._records(epoch, worker, workers))
-
     def _records(self, epoch: int, worker: int, workers: int):
         """Raw records (path, offset, bytes) through the shuffle buffer, and problems."""
         rng = np.random.default_rng([self.seed, epoch, self.rank, worker])
