@@ -61,7 +61,7 @@ def raw_read(files: list[str]) -> float:
 
 def tfrecord_stream(source, videos: int) -> float:
     from model.data import collate
-    from model.records import StreamingRecords
+    from model.sources.tfrecords import StreamingRecords
 
     stream = iter(StreamingRecords(source, 300, seed=0, buffer=256))
     t = time.perf_counter()
@@ -71,7 +71,8 @@ def tfrecord_stream(source, videos: int) -> float:
 
 
 def shard_loader(shards, videos: int) -> float:
-    from model.data import EpochBatchSampler, ShardDataset, collate
+    from model.data import EpochBatchSampler, collate
+    from model.sources.shards import ShardDataset
 
     dataset = ShardDataset(shards, 300)
     t = time.perf_counter()
@@ -88,12 +89,12 @@ def main() -> None:
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
-    from model.records import open_records
+    from model.sources import open_source
     from yt8m.store import ShardSet
 
     root = tempfile.mkdtemp(prefix="bench-loader-")
     records, shard_dir = make_data(root, args.videos, args.files)
-    source, shards = open_records(records), ShardSet(shard_dir)
+    source, shards = open_source(records), ShardSet(shard_dir)
     size = sum(os.path.getsize(p) for p in source.files)
     n = args.videos - args.videos % 64
     runs = {"raw": lambda: raw_read(source.files), "tfrecord": lambda: tfrecord_stream(source, n),

@@ -2,7 +2,8 @@
 
 One architecture per module (`nextvlad`, `netvlad`, `dbof`, `frame_mean`,
 `video_level`, `mix_nextvlad`), shared pieces in `layers`, `config.build_model`
-to pick one, `data` for shards -> batches, `train` / `evaluate` / `metrics`,
-`checkpoint` for run folders. `cli` registers the pipeline.py subcommands and
+to pick one, `sources` for the data (shards or TFRecords behind one interface),
+`data` for videos -> batches, `train` / `evaluate` / `metrics`, `checkpoint` for run
+folders. `cli` registers the pipeline.py subcommands and
 imports nothing heavy.
 """

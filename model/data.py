@@ -1,4 +1,5 @@
-"""Shards -> batches: datasets, padding collate, a resumable shuffling batch sampler.
+"""Videos -> batches: the model's view of a video, padding collate, a resumable shuffling
+batch sampler, and the record of an input that could not be read.
 
 Frames stay uint8 all the way to the device (a quarter of float32's bytes through
 worker pipes and host-to-device copies); `to_device` dequantizes them there.
@@ -11,11 +12,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Sampler
 
 from yt8m.errors import DamagedVideo, UsageError
-from yt8m.representation import DEFAULT_MAX_FRAMES, dequantize
-from yt8m.store import VIDEO, ShardSet
+from yt8m.representation import dequantize
+from yt8m.store import VideoRecord
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Batch:
     audio: torch.Tensor
     mask: torch.Tensor | None
     labels: torch.Tensor  # float multi-hot [B, C]
-    index: torch.Tensor  # positions in the ShardSet
+    index: torch.Tensor  # positions in the data set (shards; -1 for TFRecords)
     damaged: tuple[tuple[str, str], ...] = ()  # (where, why) of inputs left out of the batch
 
     def __len__(self) -> int:
@@ -35,6 +36,33 @@ class Batch:
     def pin_memory(self) -> "Batch":
         return Batch(*(t.pin_memory() if t is not None else None for t in
                        (self.rgb, self.audio, self.mask, self.labels, self.index)), self.damaged)
+
+
+@dataclass(frozen=True)
+class Damage:
+    """An input met while reading that could not be used: reported, never trained on.
+
+    `where` names it (a shard file; "shard: video id"; "file (byte N)" in TFRecords),
+    `reason` says what is wrong; `detail` is the whole sentence (with what to do) where
+    the reader gave one.
+    """
+
+    where: str
+    reason: str
+    detail: str = ""
+
+    @classmethod
+    def of_video(cls, e: DamagedVideo) -> "Damage":
+        return cls(f"{e.path}: {e.video_id}", e.why, e.reason)
+
+    @property
+    def entry(self) -> tuple[str, str]:
+        """(where, why), as reports and NoUsableData list it."""
+        return self.where, self.reason
+
+    @property
+    def message(self) -> str:
+        return self.detail or self.reason
 
 
 class NoUsableData(UsageError):
@@ -67,26 +95,13 @@ class VideoItem:
     labels: np.ndarray
 
 
-class ShardDataset(Dataset):
-    """Video i of a ShardSet -> a VideoItem."""
-
-    def __init__(self, shards: ShardSet, max_frames: int = DEFAULT_MAX_FRAMES):
-        self.shards, self.max_frames = shards, max_frames
-        self.num_classes = shards.meta.vocabulary.num_classes
-        self.video_level = shards.meta.kind == VIDEO
-
-    def __len__(self) -> int:
-        return len(self.shards)
-
-    def __getitem__(self, i: int) -> VideoItem | DamagedVideo:
-        try:
-            v = self.shards[i]
-        except DamagedVideo as e:  # left out of its batch, counted by the caller
-            return e
-        labels = multi_hot(v.labels, self.num_classes)
-        if self.video_level:
-            return VideoItem(i, v.mean_rgb, v.mean_audio, labels)
-        return VideoItem(i, v.rgb[:self.max_frames], v.audio[:self.max_frames], labels)
+def video_item(video: VideoRecord, num_classes: int, max_frames: int, index: int = -1) -> VideoItem:
+    """A stored video as the model reads it: its first max_frames frames (or its mean
+    features) and its labels as a multi-hot vector."""
+    labels = multi_hot(video.labels, num_classes)
+    if video.rgb is None:  # video-level
+        return VideoItem(index, video.mean_rgb, video.mean_audio, labels)
+    return VideoItem(index, video.rgb[:max_frames], video.audio[:max_frames], labels)
 
 
 def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
@@ -107,9 +122,8 @@ def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
 
 def collate(items: list) -> Batch:
     """Pad frame-level videos to the longest in the batch; stack video-level ones.
-    Damaged inputs (DamagedVideo, records.RecordProblem) are left out and named in
-    `Batch.damaged`."""
-    damaged = tuple(damage_entry(it) for it in items if not isinstance(it, VideoItem))
+    Damaged inputs (Damage) are left out and named in `Batch.damaged`."""
+    damaged = tuple(it.entry for it in items if isinstance(it, Damage))
     items = [it for it in items if isinstance(it, VideoItem)]
     if not items:
         empty = torch.zeros(0)
@@ -122,13 +136,6 @@ def collate(items: list) -> Batch:
                      None, labels, index, damaged)
     rgb, audio, mask = pad_frames([it.rgb for it in items], [it.audio for it in items])
     return Batch(rgb, audio, mask, labels, index, damaged)
-
-
-def damage_entry(item) -> tuple[str, str]:
-    """(where, why) of a DamagedVideo or a records.RecordProblem, as reports list it."""
-    if isinstance(item, DamagedVideo):
-        return f"{item.path}: {item.video_id}", item.why
-    return item.where, item.reason  # a records.RecordProblem
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
@@ -177,7 +184,6 @@ class EpochBatchSampler(Sampler):
             yield order[lo:lo + local].tolist()
 
 
-def ordered_batches(num_videos: int, batch_size: int) -> Iterator[list[int]]:
-    """All videos in order, the last batch possibly short (evaluation, prediction)."""
-    for lo in range(0, num_videos, batch_size):
-        yield list(range(lo, min(lo + batch_size, num_videos)))
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one step's randomness (dropout; a shard epoch's loader order)."""
+    return (seed * 1_000_003 + rank * 7919 + step) % (2 ** 63)

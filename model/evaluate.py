@@ -1,5 +1,5 @@
-"""`python pipeline.py evaluate`: a trained model on shards -> GAP@20, mAP, Hit@1, PERR
-(and the 2019 segment mAP on segment-rated shards).
+"""`python pipeline.py evaluate`: a trained model on shards or TFRecords -> GAP@20, mAP,
+Hit@1, PERR (and the 2019 segment mAP on segment-rated data).
 
 A model is refused on shards made differently from its training data
 (representation or vocabulary): its scores would mean nothing there.
@@ -12,18 +12,17 @@ import numpy as np
 import torch
 
 from yt8m.errors import UsageError
-from yt8m.iterate import batched
-from yt8m.store import FRAME, VIDEO, ShardMeta, ShardSet
+from yt8m.store import FRAME, VIDEO, ShardMeta
 
 from .checkpoint import LoadedModel
-from .data import NoUsableData, ShardDataset, collate, ordered_batches, pad_frames, to_device
-from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
+from .data import NoUsableData, pad_frames, to_device
 from .metrics import TOP_K, MetricsAccumulator, segment_map
+from .sources import DataSource, SourceVideo, open_source
 
 SEGMENT_FRAMES = 5  # the 2019 challenge rates 5-second segments
 
 
-def check_compatible(loaded: LoadedModel, shards: ShardSet) -> None:
+def check_compatible(loaded: LoadedModel, shards: DataSource) -> None:
     """UsageError unless the model has classes to score and the shards were made like
     its training data."""
     if len(loaded.vocabulary) == 0:
@@ -39,30 +38,11 @@ def check_compatible(loaded: LoadedModel, shards: ShardSet) -> None:
                          + ". Use shards made the same way, or train a model on these.")
 
 
-def open_eval_data(path: str) -> "ShardSet | RecordSource":
-    """Shards, or official TFRecords read directly (a folder of *.tfrecord or a glob)."""
-    return open_records(path) if is_records(path) else ShardSet(path)
-
-
-def iterate_batches(shards: "ShardSet | RecordSource", batch_size: int, max_frames: int,
-                    workers: int = 0):
-    """Batches of every video, in order (records: damaged ones passed on to collate)."""
-    if isinstance(shards, RecordSource):
-        items = (got if isinstance(got, RecordProblem) else got[1]
-                 for got in read_in_order(shards, max_frames))
-        yield from map(collate, batched(items, batch_size))
-        return
-    loader = torch.utils.data.DataLoader(
-        ShardDataset(shards, max_frames), batch_sampler=list(ordered_batches(len(shards), batch_size)),
-        collate_fn=collate, num_workers=workers)
-    yield from loader
-
-
 @torch.no_grad()
-def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.device, batch_size: int,
+def predict_shards(model: torch.nn.Module, shards: DataSource, device: torch.device, batch_size: int,
                    max_frames: int, workers: int = 0, autocast=None, quiet: bool = True,
                    accumulator: MetricsAccumulator | None = None, damaged: list | None = None):
-    """Every video's probabilities, in ShardSet order: (predictions [N, C], labels [N, C]).
+    """Every video's probabilities, in the data's order: (predictions [N, C], labels [N, C]).
 
     With an accumulator the batches go into it instead and nothing is kept. Damaged
     videos are left out and named in `damaged`; NoUsableData when no video was usable.
@@ -74,7 +54,7 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
     met: list[tuple[str, str]] = []  # the damaged inputs
     used = 0
     with progress(total=len(shards), desc="evaluate", quiet=quiet, unit="video") as bar:
-        for batch in iterate_batches(shards, batch_size, max_frames, workers):
+        for batch in shards.batches(batch_size, max_frames, workers):
             met.extend(batch.damaged)
             if damaged is not None:
                 damaged.extend(batch.damaged)
@@ -100,12 +80,11 @@ def predict_shards(model: torch.nn.Module, shards: ShardSet, device: torch.devic
 
 
 @torch.no_grad()
-def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
+def segment_entries(loaded: LoadedModel, shards: DataSource, quiet: bool = True):
     """(class, score, rating) for every rated segment: the model run on the segment's 5 frames."""
     from yt8m.cli_util import progress
     classes, scores, ratings = [], [], []
-    videos = shards if not isinstance(shards, RecordSource) else \
-        (got[0] for got in read_in_order(shards, loaded.max_frames) if not isinstance(got, RecordProblem))
+    videos = (got.video for got in shards.read() if isinstance(got, SourceVideo))
     for video in progress(videos, total=len(shards), desc="segments", quiet=quiet, unit="video"):
         if len(video.segment_start_times) == 0:
             continue
@@ -125,16 +104,15 @@ def segment_entries(loaded: LoadedModel, shards: ShardSet, quiet: bool = True):
 
 def evaluate(loaded: LoadedModel, data_dir: str, batch_size: int = 64, workers: int = 0,
              top_k: int = TOP_K, quiet: bool = True, damaged: list | None = None) -> dict[str, float]:
-    """The metrics of a loaded model on a shard folder (refused if made differently).
+    """The metrics of a loaded model on shards or TFRecords (refused if made differently).
     Damaged videos are left out of the metrics and named in `damaged`."""
-    shards = open_eval_data(data_dir)
-    check_compatible(loaded, shards)
-    acc = MetricsAccumulator(len(loaded.vocabulary), top_k)
-    predict_shards(loaded.model, shards, loaded.device, batch_size, loaded.max_frames, workers,
-                   quiet=quiet, accumulator=acc, damaged=damaged)
-    result = acc.result()
-    if not loaded.video_level:
-        entries = segment_entries(loaded, shards, quiet)
-        if entries is not None:
-            result["segment_map"] = segment_map(*entries)
+    with open_source(data_dir) as data:
+        check_compatible(loaded, data)
+        acc = MetricsAccumulator(len(loaded.vocabulary), top_k)
+        predict_shards(loaded.model, data, loaded.device, batch_size, loaded.max_frames, workers,
+                       quiet=quiet, accumulator=acc, damaged=damaged)
+        result = acc.result()
+        entries = None if loaded.video_level else segment_entries(loaded, data, quiet)
+    if entries is not None:
+        result["segment_map"] = segment_map(*entries)
     return result

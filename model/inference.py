@@ -23,14 +23,14 @@ import torch
 from yt8m.errors import RejectedInput, UsageError
 from yt8m.iterate import batched
 from yt8m.representation import Representation, dequantize
-from yt8m.store import ShardSet, VideoRecord
+from yt8m.store import VideoRecord
 from yt8m.vocabulary import Vocabulary
 
 from .checkpoint import LoadedModel
 from .data import pad_frames
 from .evaluate import SEGMENT_FRAMES, check_compatible
-from .records import RecordProblem, RecordSource, is_records, open_records, read_in_order
 from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
+from .sources import DataSource, SourceVideo, open_source
 
 if TYPE_CHECKING:  # extraction is loaded only where clips are classified
     from extract.extractor import Cancellation
@@ -228,26 +228,19 @@ class PredictSummary:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (shard, reason)
 
 
-def _videos(source, summary: PredictSummary, max_frames: int
-            ) -> Iterator[tuple[str, VideoRecord]]:
-    """(where it is, video) for every readable video of shards or TFRecords, in order;
-    damaged ones go into the summary."""
-    if isinstance(source, RecordSource):
-        for got in read_in_order(source, max_frames):
-            if isinstance(got, RecordProblem):
-                summary.rejected.append((got.where, got.reason))
-            else:
-                yield source.data_dir, got[0]
-        return
-    for shard in source.shards:
-        for video in shard.iter_videos():
-            yield shard.path, video
-        summary.rejected += [(f"{e.path}: {e.video_id}", e.reason) for e in shard.damaged]
+def _videos(source: DataSource, summary: PredictSummary) -> Iterator[tuple[str, VideoRecord]]:
+    """(where it is, video) for every readable video, in order; damaged ones go into the
+    summary."""
+    for got in source.read():
+        if isinstance(got, SourceVideo):
+            yield got.where, got.video
+        else:
+            summary.rejected.append((got.where, got.message))
 
 
 def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size: int = 64,
                    top_k: int = KAGGLE_TOP_K, quiet: bool = True) -> PredictSummary:
-    """Every video of a shard folder -> one `VideoId,LabelConfidencePairs` row of `out_path`.
+    """Every video of shards or TFRecords -> one `VideoId,LabelConfidencePairs` row of `out_path`.
 
     Streams: shards are read sequentially a block at a time and rows written as
     each batch is scored, so memory holds one batch whatever the folder's size.
@@ -257,9 +250,9 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
     """
     from yt8m.cli_util import progress
 
-    source = open_records(data_dir) if is_records(data_dir) else ShardSet(data_dir, strict=False)
+    source = open_source(data_dir, strict=False)
     check_compatible(loaded, source)
-    summary = PredictSummary(rejected=[(e.path, e.reason) for e in getattr(source, "errors", [])])
+    summary = PredictSummary(rejected=[(d.where, d.message) for d in source.refused])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.partial"
     seen: set[str] = set()
@@ -268,7 +261,7 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
                 progress(total=len(source), desc="predict", quiet=quiet, unit="video") as bar:
             writer = csv.writer(f)
             writer.writerow(KAGGLE_HEADER)
-            for batch in batched(_videos(source, summary, loaded.max_frames), batch_size):
+            for batch in batched(_videos(source, summary), batch_size):
                 probs = predict_records(loaded, [v for _, v in batch])
                 for (where, video), p in zip(batch, probs):
                     if video.id in seen:  # the same video twice: its first copy wins
@@ -283,8 +276,7 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
             os.fsync(f.fileno())
         os.replace(tmp, out_path)
     finally:
-        if isinstance(source, ShardSet):
-            source.close()
+        source.close()
         if os.path.exists(tmp):
             os.remove(tmp)
     return summary

@@ -25,14 +25,14 @@ import torch
 from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
 from yt8m.representation import check_max_frames
-from yt8m.store import ShardSet
 
 from . import checkpoint as ckpt
 from . import finetune
 from .config import ModelConfig, TrainConfig, build_model, default_workers
-from .data import Batch, EpochBatchSampler, NoUsableData, to_device
+from .data import Batch, EpochBatchSampler, NoUsableData, step_seed, to_device
 from .run_log import MetricsLog
-from .train_data import Feed, check_usable, open_data, step_seed
+from .sources import DataSource
+from .train_data import check_usable, open_data, open_feed
 
 
 @dataclass
@@ -75,7 +75,7 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype), precision
 
 
-def rgb_eigenvalues(shards: ShardSet, pca_dir: str) -> np.ndarray:
+def rgb_eigenvalues(shards: DataSource, pca_dir: str) -> np.ndarray:
     """The visual PCA eigenvalues from `--pca-dir`, refused unless they are the PCA the
     shards were made with (their recorded rgb_pca identity)."""
     from extract.pca import identities
@@ -97,7 +97,7 @@ def rgb_eigenvalues(shards: ShardSet, pca_dir: str) -> np.ndarray:
     return values[:1024]
 
 
-def apply_reverse_whitening(model: torch.nn.Module, shards: ShardSet, pca_dir: str) -> None:
+def apply_reverse_whitening(model: torch.nn.Module, shards: DataSource, pca_dir: str) -> None:
     """Undo the whitening's division by sqrt(eigenvalue + 1e-4) (docs/reference.md,
     "Representation") in every NeXtVLAD of the model (mix-nextvlad has several)."""
     scales = [m.rgb_scale for m in model.modules() if hasattr(m, "rgb_scale")]
@@ -117,8 +117,8 @@ class Run:
     mc: ModelConfig
     device: torch.device
     ddp: Distributed
-    shards: ShardSet
-    val: ShardSet | None
+    shards: DataSource
+    val: DataSource | None
     model: torch.nn.Module
     train_model: torch.nn.Module  # the model, wrapped for DistributedDataParallel under torchrun
     optimizer: torch.optim.Optimizer
@@ -352,9 +352,9 @@ def train(tc: TrainConfig, mc: ModelConfig, given: set[str] | None = None) -> st
                    quiet=run.tc.quiet or not run.ddp.main, unit="step")
     bar.update(run.step)
     try:
-        check_usable(run.shards, "--data", run.tc.max_frames)
+        check_usable(run.shards, "--data")
         if run.val is not None:
-            check_usable(run.val, "--val", run.tc.max_frames)
+            check_usable(run.val, "--val")
         train_loop(run, log, bar)
     except NoUsableData as e:
         run.damaged.update(e.damaged)
@@ -385,7 +385,7 @@ def train_loop(run: Run, log: "MetricsLog | None", bar) -> None:
     tc = run.tc
     if run.step >= run.total_steps:  # a finished run resumed: nothing to do
         return
-    feed = Feed(run.shards, tc, run.ddp, run.device, run.step, run.per_epoch, run.damaged)
+    feed = open_feed(run.shards, tc, run.ddp, run.device, run.step, run.per_epoch, run.damaged)
     run.model.train()
     window = Window()
     while run.step < run.total_steps:

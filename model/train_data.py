@@ -2,41 +2,32 @@
 
 Every loop over the data ends. At start, a data set (`--data` or `--val`) in which
 no video can be read is refused at once (`check_usable`), without an epoch of
-empty batches. During the run, `Feed` hands out only batches with videos in them:
-an epoch of shards that yields none, or, from TFRecords (one endless stream), a
-stretch of unusable inputs longer than two whole passes over the data, raises
-`NoUsableData`, and the run ends with its report (exit 3).
+empty batches. During the run, the data source's `TrainingFeed` (`open_feed`) hands
+out only batches with videos in them: an epoch of shards that yields none, or, from
+TFRecords (one endless stream), a stretch of unusable inputs longer than two whole
+passes over the data, raises `NoUsableData`, and the run ends with its report (exit 3).
 """
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
 
-from yt8m.errors import DamagedVideo, UsageError
-from yt8m.store import VIDEO, ShardSet
+from yt8m.errors import UsageError
+from yt8m.store import VIDEO
 
 from .config import ModelConfig, TrainConfig
-from .data import Batch, EpochBatchSampler, NoUsableData, ShardDataset, collate, damage_entry
-from .records import (RecordProblem, RecordSource, StreamingRecords, is_records, open_records,
-                      read_in_order)
+from .data import Damage, NoUsableData
+from .sources import DataSource, StreamPlan, TrainingFeed, open_source
 
-def step_seed(seed: int, rank: int, step: int) -> int:
-    return (seed * 1_000_003 + rank * 7919 + step) % (2 ** 63)
-
-
-def open_training_data(path: str, what: str) -> "ShardSet | RecordSource":
+def open_training_data(path: str, what: str) -> DataSource:
     """Shards, or official TFRecords read directly (a folder of *.tfrecord or a glob)."""
-    if is_records(path):
-        return open_records(path)
-    shards = ShardSet(path)  # UsageError when the folder is missing or holds no shards
-    if len(shards) == 0:
+    data = open_source(path)  # UsageError when the folder is missing or holds no shards
+    if len(data) == 0:
         raise UsageError(f"{path}: the shards hold no videos. Run `python pipeline.py extract` "
                          f"or `import-yt8m` first to make {what} data.")
-    return shards
+    return data
 
 
-def check_model_fits_data(config: ModelConfig, shards: "ShardSet | RecordSource") -> None:
+def check_model_fits_data(config: ModelConfig, shards: DataSource) -> None:
     """UsageError unless the model reads the data's kind (frame- or video-level)."""
     video_data = shards.meta.kind == VIDEO
     if config.video_level != video_data:
@@ -47,7 +38,7 @@ def check_model_fits_data(config: ModelConfig, shards: "ShardSet | RecordSource"
                          f"{kind} shards; use --model {choices}.")
 
 
-def check_labelled(data: "ShardSet | RecordSource") -> None:
+def check_labelled(data: DataSource) -> None:
     """A vocabulary of no classes (shards extracted without --labels) would make a model
     with no outputs: refused before anything is built."""
     if len(data.vocabulary) == 0:
@@ -59,7 +50,7 @@ def check_labelled(data: "ShardSet | RecordSource") -> None:
 
 
 def open_data(tc: TrainConfig, mc: ModelConfig, resumed=None
-              ) -> "tuple[ShardSet | RecordSource, ShardSet | RecordSource | None]":
+              ) -> tuple[DataSource, DataSource | None]:
     """Training (and validation) data, checked against the model and the resumed run
     (a checkpoint.Checkpoint); sets the model's number of classes from the data."""
     shards = open_training_data(tc.data, "training")
@@ -80,95 +71,21 @@ def open_data(tc: TrainConfig, mc: ModelConfig, resumed=None
     return shards, val
 
 
-def check_usable(data: "ShardSet | RecordSource", what: str, max_frames: int) -> None:
+def check_usable(data: DataSource, what: str) -> None:
     """NoUsableData (listing every damaged input) unless some video of `data` reads; stops
-    at the first that does, so a sound data set costs one video."""
+    at the first that does, so a sound data set costs one read."""
     damaged: list[tuple[str, str]] = []
-    if isinstance(data, RecordSource):
-        for got in read_in_order(data, max_frames):
-            if not isinstance(got, RecordProblem):
-                return
-            damaged.append(damage_entry(got))
-    else:
-        for i in range(len(data)):
-            try:
-                data[i]
-                return
-            except DamagedVideo as e:
-                damaged.append(damage_entry(e))
+    for got in data.read():
+        if not isinstance(got, Damage):
+            return
+        damaged.append(got.entry)
     raise NoUsableData(f"{what} {data.data_dir}", damaged)
 
 
-class Feed:
-    """The batches of a run, from its current step on, epoch after epoch; only batches
-    with videos in them come out. The damaged inputs met are collected in `damaged`."""
-
-    def __init__(self, data: "ShardSet | RecordSource", tc: TrainConfig, ddp, device: torch.device,
-                 step: int, per_epoch: int, damaged: set[tuple[str, str]] | None = None):
-        self.data, self.tc, self.ddp, self.device = data, tc, ddp, device
-        self.damaged = set() if damaged is None else damaged
-        self.usable = 0  # batches with videos since the epoch began (shards)
-        self.unusable = 0  # inputs in a row without a usable one (TFRecords)
-        if isinstance(data, RecordSource):
-            if len(data.files) < ddp.world_size:
-                raise UsageError(f"{data.data_dir} holds {len(data.files)} TFRecord file(s), fewer "
-                                 f"than the {ddp.world_size} training processes: each process "
-                                 "reads whole files. Start fewer processes.")
-            # Two passes' worth for every loader process: each has then read a whole share
-            # of an epoch (every file gives at least one input) without a usable video.
-            self.limit = 2 * max(1, tc.workers) * (len(data) + len(data.files))
-            self.batches = self._stream(step)
-        else:
-            self.epoch, start = divmod(step, per_epoch)
-            self.whole_epoch = start == 0  # a resumed run's first epoch is only its rest
-            self.batches = self._epoch(start)
-
-    def __next__(self) -> Batch:
-        while True:
-            batch = next(self.batches, None)
-            if batch is None:
-                self._next_epoch()
-                continue
-            self.damaged.update(batch.damaged)
-            if len(batch):
-                self.usable, self.unusable = self.usable + 1, 0
-                return batch
-            self.unusable += len(batch.damaged)
-            if isinstance(self.data, RecordSource) and self.unusable >= self.limit:
-                raise NoUsableData(f"--data {self.data.data_dir}", sorted(self.damaged))
-
-    def _next_epoch(self) -> None:
-        if isinstance(self.data, RecordSource):  # no process has any file left to read
-            raise NoUsableData(f"--data {self.data.data_dir}", sorted(self.damaged))
-        usable = self.usable
-        if self.ddp.world_size > 1:  # every rank stops, or none
-            import torch.distributed as dist
-            total = torch.tensor([usable], device=self.device)
-            dist.all_reduce(total)
-            usable = int(total.item())
-        if usable == 0 and self.whole_epoch:
-            raise NoUsableData(f"--data {self.data.data_dir} (epoch {self.epoch})",
-                               sorted(self.damaged))
-        self.epoch, self.usable, self.whole_epoch = self.epoch + 1, 0, True
-        self.batches = self._epoch(0)
-
-    def _epoch(self, start: int) -> Iterator[Batch]:
-        """The batches of the current epoch from its `start`-th on."""
-        tc = self.tc
-        sampler = EpochBatchSampler(len(self.data), tc.batch_size, tc.seed, self.epoch,
-                                    self.ddp.rank, self.ddp.world_size, start)
-        return iter(torch.utils.data.DataLoader(
-            ShardDataset(self.data, tc.max_frames), batch_sampler=sampler, collate_fn=collate,
-            num_workers=tc.workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if tc.workers else None,
-            generator=torch.Generator().manual_seed(step_seed(tc.seed, 0, self.epoch))))
-
-    def _stream(self, step: int) -> Iterator[Batch]:
-        """TFRecords: this rank's stream, from the step the run is at (model/records.py)."""
-        tc, local = self.tc, self.tc.batch_size // self.ddp.world_size
-        dataset = StreamingRecords(self.data, tc.max_frames, tc.seed, self.ddp.rank,
-                                   self.ddp.world_size, buffer=tc.shuffle_buffer,
-                                   skip_batches=step, batch_size=local)
-        return iter(torch.utils.data.DataLoader(
-            dataset, batch_size=local, collate_fn=collate, num_workers=tc.workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=4 if tc.workers else None))
+def open_feed(data: DataSource, tc: TrainConfig, ddp, device: torch.device, step: int,
+              per_epoch: int, damaged: set[tuple[str, str]] | None = None) -> TrainingFeed:
+    """The batches of a run for this process (`ddp`: its rank among how many), from its
+    current step on; the damaged inputs met are collected in `damaged`."""
+    plan = StreamPlan(tc.batch_size, tc.seed, step, per_epoch, tc.max_frames, tc.shuffle_buffer,
+                      ddp.rank, ddp.world_size, tc.workers, device)
+    return data.training_feed(plan, damaged)

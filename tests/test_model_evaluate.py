@@ -10,9 +10,10 @@ import torch
 
 from model.checkpoint import load_for_inference
 from model.config import ModelConfig
-from model.data import EpochBatchSampler, ShardDataset, collate
+from model.data import EpochBatchSampler, collate
 from model.evaluate import evaluate
 from model.metrics import all_metrics
+from model.sources.shards import ShardDataset
 from model.train import TrainConfig, train
 from model_synthetic import SYNTHETIC, write_random_frames, write_video_level
 from pipeline import main as pipeline_main

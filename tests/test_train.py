@@ -265,12 +265,12 @@ def test_an_epoch_without_a_usable_batch_ends_the_feed(damaged_data, workers):
     NoUsableData naming every damaged video, with or without loader processes."""
     from model.data import NoUsableData
     from model.train import Distributed
-    from model.train_data import Feed
-    from yt8m.store import ShardSet
+    from model.sources import open_source
+    from model.train_data import open_feed
 
     data, count = damaged_data
     tc = TrainConfig(data=data, batch_size=8, workers=workers)
-    feed = Feed(ShardSet(data), tc, Distributed(), torch.device("cpu"), step=0, per_epoch=3)
+    feed = open_feed(open_source(data), tc, Distributed(), torch.device("cpu"), step=0, per_epoch=3)
     with pytest.raises(NoUsableData) as e:
         next(feed)
     assert len(e.value.damaged) == len(feed.damaged) == count

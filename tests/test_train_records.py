@@ -13,7 +13,8 @@ from conftest import run_pipeline
 from model.checkpoint import Checkpoint, load_for_inference
 from model.config import ModelConfig, TrainConfig
 from model.evaluate import evaluate
-from model.records import StreamingRecords, open_records
+from model.sources import open_source
+from model.sources.tfrecords import StreamingRecords
 from model.train import train
 from model_synthetic import write_prototype_task
 from yt8m.exporter import export_tfrecords
@@ -97,14 +98,14 @@ def test_resumed_training_on_records_equals_an_uninterrupted_run(data, tmp_path,
 
 
 def test_every_video_once_per_epoch_across_ranks_and_workers(data):
-    source = open_records(str(data / "tfrecords"))
+    source = open_source(str(data / "tfrecords"))
     assert len(source) == 480
     seen = []
     for rank in range(2):
         stream = StreamingRecords(source, 300, seed=5, rank=rank, world_size=2, buffer=32)
         for worker in range(2):
             seen += [item.labels.tobytes() + item.rgb.tobytes()
-                     for item in stream._epoch(0, worker, 2)]
+                     for item in map(stream._item, stream._records(0, worker, 2))]
     everything = [v for v in ShardSet(str(data / "tfrecords_imported"))]
     assert len(seen) == len(set(seen)) == len(everything)
     # The next epoch visits the files in another order.
@@ -203,12 +204,12 @@ def test_a_stream_without_usable_records_ends(tmp_path, workers):
     """The loop's own guard on the endless TFRecord stream (behind the check at start)."""
     from model.data import NoUsableData
     from model.train import Distributed
-    from model.train_data import Feed
+    from model.train_data import open_feed
 
     folder = str(tmp_path / "invalid")
     _invalid_records(folder)
     tc = TrainConfig(data=folder, batch_size=8, workers=workers, shuffle_buffer=4)
-    feed = Feed(open_records(folder), tc, Distributed(), torch.device("cpu"), step=0, per_epoch=3)
+    feed = open_feed(open_source(folder), tc, Distributed(), torch.device("cpu"), step=0, per_epoch=3)
     with pytest.raises(NoUsableData):
         next(feed)
     assert len(feed.damaged) == 24  # every record, each named once

@@ -12,7 +12,6 @@ more than one input are reported. Files are spread over `--workers` processes.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import multiprocessing
@@ -35,7 +34,6 @@ from .vocabulary import Vocabulary, VocabularyRef
 COMMAND = "import-yt8m"
 SOURCE = "youtube-8m"
 VIDEOS_PER_SHARD = 256  # an official file holds ~1,000-1,300 videos
-_PEEK_RECORDS = 16
 
 
 @dataclass(frozen=True)
@@ -57,18 +55,6 @@ class FileResult:
     already_done: bool = False
 
 
-def find_inputs(pattern: str) -> list[str]:
-    """Files matching a glob (`**` allowed); a folder means its *.tfrecord files."""
-    if os.path.isdir(pattern):
-        pattern = os.path.join(pattern, "*.tfrecord")
-    paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
-                   if os.path.isfile(p))
-    if not paths:
-        raise UsageError(f"--tfrecords {pattern!r} matches no file. Give a glob such as "
-                         "'yt8m/frame/train*.tfrecord' (quoted, so the shell leaves it to us).")
-    return paths
-
-
 def shard_prefixes(paths: list[str]) -> dict[str, str]:
     """Input path -> output shard prefix: the file name without extension, made safe;
     names that occur in several folders get a short hash of their folder."""
@@ -85,18 +71,6 @@ def shard_prefixes(paths: list[str]) -> dict[str, str]:
 def marker_of(out_dir: str, prefix: str) -> str:
     """The file that says an input was imported whole (and what it rejected)."""
     return os.path.join(out_dir, f".{prefix}.imported")
-
-
-def peek_kind(path: str) -> str | None:
-    """FRAME or VIDEO from the file's first readable records; None when none is."""
-    reader = TFRecordReader(path)
-    for i, (_, data) in enumerate(reader):
-        try:
-            return official.record_kind(data)
-        except official.InvalidRecord:
-            if i >= _PEEK_RECORDS:
-                break
-    return None
 
 
 def _where(path: str, offset: int) -> str:
@@ -188,7 +162,7 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
     """Import every file matching `pattern` into shards in `out_dir`; returns the report."""
     from .cli_util import progress
 
-    paths = find_inputs(pattern)
+    paths = official.find_tfrecords(pattern)
     vocab = _choose_vocabulary(out_dir, vocabulary_file)
     existing = _existing_kind_and_vocabulary(out_dir) if os.path.isdir(out_dir) else None
     if existing and existing[1].fingerprint != vocab.ref.fingerprint:
@@ -213,7 +187,7 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
                 for name, reason in json.load(f)["rejected"]:
                     report.reject(name, reason)
             continue
-        kind = peek_kind(path) or FRAME  # unreadable files fail in import_file with reasons
+        kind = official.peek_kind(path) or FRAME  # unreadable files fail in import_file with reasons
         target_kind = target_kind or kind
         if kind != target_kind:
             report.reject(path, f"holds {kind}-level records, but this import (or {out_dir}) "

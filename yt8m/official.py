@@ -14,16 +14,22 @@ a reason a user can act on.
 """
 from __future__ import annotations
 
+import glob
+import os
+
 import numpy as np
 
 from . import protowire
+from .errors import UsageError
 from .protowire import FeatureValue, WireError
 from .representation import AUDIO_DIM, RGB_DIM
 from .store import FRAME, VIDEO, VideoRecord
+from .tfrecord import TFRecordReader
 
 ID_KEYS = ("id", "video_id")  # 2018+ name first, then the 2017 one
 SEGMENT_KEYS = ("segment_start_times", "segment_labels", "segment_scores")
 _INT32_MAX = 2**31 - 1
+_PEEK_RECORDS = 16  # records tried before a file's kind is given up on
 
 
 class InvalidRecord(ValueError):
@@ -176,3 +182,29 @@ def encode_video_record(video: VideoRecord) -> bytes:
         "mean_rgb": np.asarray(video.mean_rgb, np.float32),
         "mean_audio": np.asarray(video.mean_audio, np.float32),
     })
+
+
+# --------------------------------------------------------------------------- files
+
+def find_tfrecords(pattern: str) -> list[str]:
+    """Files matching a glob (`**` allowed); a folder means its *.tfrecord files."""
+    if os.path.isdir(pattern):
+        pattern = os.path.join(pattern, "*.tfrecord")
+    paths = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
+                   if os.path.isfile(p))
+    if not paths:
+        raise UsageError(f"--tfrecords {pattern!r} matches no file. Give a glob such as "
+                         "'yt8m/frame/train*.tfrecord' (quoted, so the shell leaves it to us).")
+    return paths
+
+
+def peek_kind(path: str) -> str | None:
+    """FRAME or VIDEO from the file's first readable records; None when none is."""
+    reader = TFRecordReader(path)
+    for i, (_, data) in enumerate(reader):
+        try:
+            return record_kind(data)
+        except InvalidRecord:
+            if i >= _PEEK_RECORDS:
+                break
+    return None
