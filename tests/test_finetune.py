@@ -23,7 +23,7 @@ from model.train import TrainConfig, prepare_run, save_checkpoint, train
 from model_synthetic import write_prototype_task, write_random_frames
 from yt8m.assets import sha256_of
 from yt8m.representation import OFFICIAL
-from yt8m.store import ShardSet
+from model.sources import open_source
 from yt8m.vocabulary import Vocabulary
 
 torch.set_num_threads(1)
@@ -128,7 +128,7 @@ def test_zero_steps_on_a_subset_reproduces_the_old_scores(pretrained, tmp_path):
     save_checkpoint(run)
     new, old = load_for_inference(run.run_dir), load_for_inference(pretrained)
     assert list(new.vocabulary.names) == ["CLASS05", "class02", "new one"]
-    shards = ShardSet(data)
+    shards = open_source(data)
     p_new, _ = predict_shards(new.model, shards, new.device, 16, new.max_frames)
     p_old, _ = predict_shards(old.model, shards, old.device, 16, old.max_frames)
     # The weights are the old ones bit for bit; the scores then differ by at most float32
