@@ -98,13 +98,14 @@ def try_download(weights_dir: str | None, pca_dir: str) -> bool:
 
 
 def pretrained_model() -> str | None:
-    from model.pretrained import pretrained_dir
+    from model.apps.pretrained import pretrained_dir
     folder = pretrained_dir()
     return folder if os.path.isfile(os.path.join(folder, "checkpoint.pt")) else None
 
 
 def published_pca(pca_dir: str) -> bool:
-    from extract.pca import FITTED_MARKER, load_pca
+    from extract.pca import load_pca
+    from yt8m.pca_files import FITTED_MARKER
     from yt8m.errors import UsageError
     try:
         load_pca(pca_dir)

@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from extract import cli as extract_cli
-from model import cli as model_cli
-from model import inference_cli
+from model.apps import cli as model_cli
+from model.apps import inference_cli
 from yt8m import cli as yt8m_cli
 from yt8m.errors import EXIT_USAGE, UsageError
 

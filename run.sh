@@ -38,6 +38,7 @@ case "${1:-demo}" in
         need_test_tools
         shift
         "$VENV/bin/ruff" check .
+        "$VENV/bin/lint-imports" --no-cache
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     demo)

@@ -51,8 +51,8 @@ def make_long_clip(path: str, seconds: int) -> None:
 
 def write_full_size_model(run_dir: str, representation, max_frames: int) -> str:
     """A checkpoint of the paper-size NeXtVLAD with random weights, as `train` writes it."""
-    from model.checkpoint import CHECKPOINT, Checkpoint
-    from model.config import ModelConfig, build_model
+    from model.training.checkpoint import CHECKPOINT, Checkpoint
+    from model.architectures.config import ModelConfig, build_model
     from yt8m.vocabulary import Vocabulary
 
     mc = ModelConfig("nextvlad", num_classes=3862)
@@ -91,19 +91,19 @@ def _child(body: str) -> tuple[float, float]:
 
 def bench_conversion(work: str) -> None:
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from model.paddle_nextvlad import PaddleLayout
+    from model.apps.paddle_nextvlad import PaddleLayout
     from paddle_reference import random_params, write_pdparams
 
     source = write_pdparams(random_params(PaddleLayout()), os.path.join(work, "NEXTVLAD.pdparams"))
     size = os.path.getsize(source) / 2**20
     out = os.path.join(work, "converted")
     convert_s, convert_rss = _child(
-        "from model.paddle_nextvlad import PaddleLayout, convert_file\n"
+        "from model.apps.paddle_nextvlad import PaddleLayout, convert_file\n"
         "from yt8m.vocabulary import Vocabulary\n"
         f"convert_file({source!r}, {out!r}, Vocabulary.official_unnamed(), require=PaddleLayout())")
-    load_s, load_rss = _child("from model.checkpoint import load_for_inference\n"
+    load_s, load_rss = _child("from model.training.checkpoint import load_for_inference\n"
                               f"load_for_inference({out!r})")
-    base_s, base_rss = _child("import torch, numpy, model.checkpoint")
+    base_s, base_rss = _child("import torch, numpy, model.training.checkpoint")
     print(f"conversion of {size:.0f} MiB .pdparams: {convert_s:.1f} s, peak RSS {convert_rss:.0f} MB")
     print(f"load of the converted model:      {load_s:.1f} s, peak RSS {load_rss:.0f} MB "
           f"({load_rss - base_rss:.0f} MB over importing torch, {base_rss:.0f} MB)")
@@ -131,8 +131,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from extract.extractor import ExtractConfig, Extractor
     from extract.pca import fit_pca
-    from model.checkpoint import load_for_inference
-    from model.inference import ClassifyOptions, Classifier
+    from model.training.checkpoint import load_for_inference
+    from model.apps.inference import ClassifyOptions, Classifier
     from yt8m.cli_util import resolve_device
 
     device = resolve_device(args.device)
@@ -171,7 +171,7 @@ def main() -> None:
     e, c = min(extract_s), min(classify_s)
     # What classify adds, timed on its own (robust to the machine's noise): the model
     # and the ranking on the extracted clip.
-    from model.inference import results_for_records
+    from model.apps.inference import results_for_records
     model_runs = []
     for _ in range(5):
         t = time.perf_counter()

@@ -60,8 +60,8 @@ def raw_read(files: list[str]) -> float:
 
 
 def tfrecord_stream(source, videos: int) -> float:
-    from model.data import collate
-    from model.sources.tfrecords import StreamingRecords
+    from model.training.data import collate
+    from model.training.sources.tfrecords import StreamingRecords
 
     stream = iter(StreamingRecords(source, 300, seed=0, buffer=256))
     t = time.perf_counter()
@@ -71,8 +71,8 @@ def tfrecord_stream(source, videos: int) -> float:
 
 
 def shard_loader(shards, videos: int) -> float:
-    from model.data import EpochBatchSampler, collate
-    from model.sources.shards import ShardDataset
+    from model.training.data import EpochBatchSampler, collate
+    from model.training.sources.shards import ShardDataset
 
     dataset = ShardDataset(shards, 300)
     t = time.perf_counter()
@@ -89,7 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
     torch.set_num_threads(1)
-    from model.sources import open_source
+    from model.training.sources import open_source
     from yt8m.store import ShardSet
 
     root = tempfile.mkdtemp(prefix="bench-loader-")

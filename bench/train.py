@@ -1,6 +1,6 @@
 """Training throughput of the default NeXtVLAD at 300 frames per video.
 
-Runs the real training entry (model.train.train) on freshly written synthetic
+Runs the real training entry (model.training.train.train) on freshly written synthetic
 300-frame shards and reports, from the same run:
   - training videos/s (steady state: the first logging window, with warm-up, is dropped),
   - the share of step time spent waiting for the data loader,
@@ -57,7 +57,7 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, seconds: floa
 def step_flops(config, batch: int, frames: int, device: torch.device, bf16: bool) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from model.config import build_model
+    from model.architectures.config import build_model
     model = build_model(config).to(device).train()
     rgb = torch.rand(batch, frames, 1024, device=device)
     audio = torch.rand(batch, frames, 128, device=device)
@@ -85,8 +85,8 @@ def main() -> None:
     parser.add_argument("--matmul-size", type=int, default=None)
     args = parser.parse_args()
 
-    from model.config import ModelConfig
-    from model.train import TrainConfig, train
+    from model.architectures.config import ModelConfig
+    from model.training.train import TrainConfig, train
 
     device = torch.device(args.device)
     log_every = max(1, args.steps // 3)

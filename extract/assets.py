@@ -16,8 +16,10 @@ from yt8m.assets import (DEFAULT_PCA_DIR, DOWNLOAD_HINT, GOLDEN, Asset, cache_di
 from yt8m.errors import UsageError
 from yt8m.inventory import Placed
 
+from yt8m.pca_files import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES
+
 from .inception import INCEPTION_2015_12_05
-from .pca import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES, load_audio_pca, load_rgb_pca
+from .pca import load_audio_pca, load_rgb_pca
 from .vggish import VGGISH_AUDIOSET
 
 

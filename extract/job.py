@@ -247,7 +247,7 @@ def run_fit_pca(videos: str, out: str, config: ExtractConfig, quiet: bool = Fals
     """Backbones over every video under `videos` -> extract.pca.fit_pca into `out`. One
     fit-pca at a time per `out` (a second one is refused at once, exit 2, naming the
     first): the files are one set, and two runs would leave the last writer's, or a mix."""
-    from .pca import FITTED_MARKER, RGB_FILES
+    from yt8m.pca_files import FITTED_MARKER, RGB_FILES
 
     ids = list_videos(videos)
     if not ids:

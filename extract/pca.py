@@ -26,7 +26,6 @@ videos only (< 2 audio vectors) give an all-zero audio PCA the same way.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -37,15 +36,11 @@ import numpy as np
 from yt8m.atomic import write_json
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, INCEPTION_DIM, RGB_DIM
+from yt8m.pca_files import (AUDIO_NPZ, FITTED_MARKER, PUBLISHED_AUDIO, PUBLISHED_RGB,
+                            RGB_FILES, audio_file, fingerprints, identities)
 from yt8m.safe_pickle import ArrayBudget, scan_torch_file
 
-RGB_FILES = ("mean.npy", "eigenvals.npy", "eigenvecs.npy")
-AUDIO_NPZ = "vggish_pca_params.npz"
-AUDIO_PTH = "vggish_pca_params-970ea276.pth"
-FITTED_MARKER = "FITTED.json"
 EIGENVAL_EPS = 1e-4
-PUBLISHED_RGB = "yt8m_pca"
-PUBLISHED_AUDIO = "vggish_pca_params"
 
 
 @dataclass
@@ -115,15 +110,6 @@ def _missing(pca_dir: str, names: list[str]) -> UsageError:
     return UsageError(pca_missing_message(pca_dir, names))
 
 
-def _sha256_files(paths: list[str]) -> str:
-    digest = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def _column(a: np.ndarray, path: str, length: int) -> np.ndarray:
     """(n,) or (n, 1) -> float32 (n,); n must be >= length."""
     if a.ndim == 2 and a.shape[1] == 1:
@@ -186,17 +172,10 @@ def load_audio_pca(path: str, identity: str = PUBLISHED_AUDIO) -> AudioPCA:
     return AudioPCA(means, np.ascontiguousarray(vecs.T, dtype=np.float32), identity)
 
 
-def _audio_file(pca_dir: str) -> str | None:
-    for name in (AUDIO_NPZ, AUDIO_PTH):
-        if os.path.isfile(os.path.join(pca_dir, name)):
-            return os.path.join(pca_dir, name)
-    return None
-
-
 def load_pca(pca_dir: str) -> PCAParams:
     """Both streams' PCA from `pca_dir` (default pca_params/). UsageError when missing."""
     missing = [n for n in RGB_FILES if not os.path.isfile(os.path.join(pca_dir, n))]
-    audio_path = _audio_file(pca_dir)
+    audio_path = audio_file(pca_dir)
     if audio_path is None:
         missing.append(AUDIO_NPZ)
     if missing:
@@ -226,22 +205,6 @@ def _check_one_set(pca_dir: str, rgb_id: str, audio_id: str) -> None:
                          f"for ({', '.join(changed)} differ: a fit-pca stopped while writing, or "
                          "files replaced by hand). Run fit-pca again into that folder, or pass "
                          "another --pca-dir.")
-
-
-def identities(pca_dir: str, audio_path: str | None = None) -> tuple[str, str]:
-    """What shards record as rgb_pca / audio_pca for the parameters in `pca_dir`: the
-    published names, or the fitted files' fingerprints."""
-    if os.path.isfile(os.path.join(pca_dir, FITTED_MARKER)):
-        return fingerprints(pca_dir, audio_path)
-    return PUBLISHED_RGB, PUBLISHED_AUDIO
-
-
-def fingerprints(pca_dir: str, audio_path: str | None = None) -> tuple[str, str]:
-    """("fitted:<sha256[:12]>", ...) of the visual files and of the audio file."""
-    audio_path = audio_path or _audio_file(pca_dir) or os.path.join(pca_dir, AUDIO_NPZ)
-    rgb = _sha256_files([os.path.join(pca_dir, n) for n in RGB_FILES])
-    audio = _sha256_files([audio_path])
-    return f"fitted:{rgb[:12]}", f"fitted:{audio[:12]}"
 
 
 def _fit_one(x: np.ndarray, n_out: int, n_components_max: int) -> tuple[np.ndarray, np.ndarray,

@@ -1,9 +1,13 @@
-"""Features -> labels: NeXtVLAD and baselines, training, evaluation.
+"""Features -> labels, in three layers (each imports only the ones below it; checked by
+import-linter in the test command):
 
-One architecture per module (`nextvlad`, `netvlad`, `dbof`, `frame_mean`,
-`video_level`, `mix_nextvlad`), shared pieces in `layers`, `config.build_model`
-to pick one, `sources` for the data (shards or TFRecords behind one interface),
-`data` for videos -> batches, `train` / `evaluate` / `metrics`, `checkpoint` for run
-folders. `cli` registers the pipeline.py subcommands and
-imports nothing heavy.
+- `architectures`: one architecture per module (`nextvlad`, `mix_nextvlad`, `netvlad`,
+  `dbof`, `frame_mean`, `video_level`), shared pieces in `layers`, and `config`: the
+  table from a model's name to its builder and defaults.
+- `training`: the data (`sources`: shards or TFRecords behind one interface; `data`:
+  videos -> batches), `train`, `finetune`, `evaluate`, `metrics`, and `checkpoint` for
+  model folders.
+- `apps`: what users run, the only layer that uses extraction: the commands (`cli`,
+  `inference_cli`), `inference` (classify, predict), `serve`, `pretrained` (the
+  published model: download and conversion, `paddle_nextvlad`), and `api` for notebooks.
 """

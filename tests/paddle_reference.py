@@ -12,7 +12,7 @@ import struct
 
 import numpy as np
 
-from model.paddle_nextvlad import PaddleLayout
+from model.apps.paddle_nextvlad import PaddleLayout
 
 BN_EPSILON = 1e-5  # fluid.layers.batch_norm's default
 L2_EPSILON = 1e-12  # fluid.layers.l2_normalize's default; its norm op adds it: x / sqrt(sum x^2 + eps)

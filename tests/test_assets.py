@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, run_pipeline
 from extract import assets as extract_assets
 from http_mirror import mirror  # noqa: F401 - a fixture
-from model.pretrained import pretrained_dir, published_assets
+from model.apps.pretrained import pretrained_dir, published_assets
 from paddle_reference import random_params, write_pdparams
 from test_dataset_download import official_vocabulary_csv
 from test_paddle_convert import SMALL, _vocab
@@ -180,7 +180,7 @@ def test_bad_file_on_disk_is_fetched_anew_not_reused(mirror, tmp_path):
 
 
 def test_published_model_that_fails_its_layout_is_fetched_anew(mirror, cache, tmp_path):
-    from model.pretrained import download_pretrained
+    from model.apps.pretrained import download_pretrained
 
     body = stand_ins(tmp_path)["NEXTVLAD.pdparams"]
     mirror.files["/NEXTVLAD.pdparams"] = body

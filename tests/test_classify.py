@@ -40,7 +40,7 @@ def test_json_ranks_names_scores_and_a_rejected_clip(tiny, tmp_path):
     out = json.loads(result.stdout)
     assert [o["video"] for o in out] == [clips[0], clips[2]]
     shards = ShardSet(tiny.data_dir)
-    from model.checkpoint import load_for_inference
+    from model.training.checkpoint import load_for_inference
     loaded = load_for_inference(tiny.run_dir)
     for obj in out:
         assert set(obj) == {"video", "labels", "random_weights"}
@@ -83,8 +83,8 @@ def test_segments_every_5_seconds(tiny):
 
 
 def test_text_output_ranks_names():
-    from model.inference import ClipResult
-    from model.inference_cli import format_result
+    from model.apps.inference import ClipResult
+    from model.apps.inference_cli import format_result
     result = ClipResult("clip.mp4", [{"id": 3, "name": "Car", "score": 0.9},
                                      {"id": 0, "name": "Animation", "score": 0.25}],
                         random_weights=True, n_frames=4, has_audio=False)

@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from conftest import run_pipeline
-from model.checkpoint import Checkpoint, load_for_inference
-from model.config import ModelConfig
-from model.evaluate import evaluate, predict_shards
-from model.finetune import is_classifier, shared_classes
-from model.train import TrainConfig, prepare_run, save_checkpoint, train
+from model.training.checkpoint import Checkpoint, load_for_inference
+from model.architectures.config import ModelConfig
+from model.training.evaluate import evaluate, predict_shards
+from model.training.finetune import is_classifier, shared_classes
+from model.training.train import TrainConfig, prepare_run, save_checkpoint, train
 from model_synthetic import write_prototype_task, write_random_frames
 from yt8m.assets import sha256_of
 from yt8m.representation import OFFICIAL
-from model.sources import open_source
+from model.training.sources import open_source
 from yt8m.vocabulary import Vocabulary
 
 torch.set_num_threads(1)
@@ -187,7 +187,7 @@ def test_published_model_as_start_with_the_fine_tune_defaults(tmp_path):
     """`--init-from published`: the converted published model (a stand-in with its real
     layout) in the cache; classes shared by name keep their rows; the settings not given
     take the fine-tune defaults."""
-    from model.paddle_nextvlad import convert_file
+    from model.apps.paddle_nextvlad import convert_file
     from paddle_reference import random_params, write_pdparams
     from test_paddle_convert import SMALL
 

@@ -166,7 +166,7 @@ def test_hostile_pdparams_exit_2_with_bounded_memory(tmp_path, good_peak, case):
 @pytest.mark.parametrize("protocol", [0, 2, 4])
 def test_good_files_load_exactly_as_pickle_does(tmp_path, protocol):
     """Protocol 2 is what Paddle 1.x writes, 4 what paddle.save writes; Python 2 below."""
-    from model.paddle_nextvlad import load_pdparams
+    from model.apps.paddle_nextvlad import load_pdparams
 
     params = random_params(SMALL)
     path = write_pdparams(params, str(tmp_path / "p.pdparams"), protocol=protocol)
@@ -188,8 +188,8 @@ def test_download_conversion_refuses_the_same_bombs(mirror, tmp_path, monkeypatc
     """`download` converts through the same loader: a bomb served over HTTP is refused."""
     import dataclasses
 
-    from model.paddle_nextvlad import PADDLE_NEXTVLAD
-    from model.pretrained import download_pretrained
+    from model.apps.paddle_nextvlad import PADDLE_NEXTVLAD
+    from model.apps.pretrained import download_pretrained
     from test_paddle_convert import _vocab
     from yt8m.errors import UsageError
 
@@ -204,7 +204,7 @@ def test_download_conversion_refuses_the_same_bombs(mirror, tmp_path, monkeypatc
 # --------------------------------------------------------------------------- torch files
 
 _LOAD = ("import sys\nfrom yt8m.errors import UsageError\n"
-         "from model.checkpoint import Checkpoint\nfrom extract.pca import load_audio_pca\n"
+         "from model.training.checkpoint import Checkpoint\nfrom extract.pca import load_audio_pca\n"
          "load = Checkpoint.load if sys.argv[1] == 'checkpoint' else load_audio_pca\n"
          "try:\n    load(sys.argv[2])\nexcept UsageError as e:\n"
          "    print(e, file=sys.stderr)\n    sys.exit(2)\n")

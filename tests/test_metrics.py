@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from model import metrics
+from model.training import metrics
 
 
 def random_case(seed: int, videos: int = 60, classes: int = 50, ties: bool = False):

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from model.config import FRAME_MODELS, ModelConfig, build_model
+from model.architectures.config import FRAME_MODELS, ModelConfig, build_model
 
 torch.set_num_threads(1)
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_for_inference
-from model.config import ModelConfig
-from model.data import EpochBatchSampler, collate
-from model.evaluate import evaluate
-from model.metrics import all_metrics
-from model.sources.shards import ShardDataset
-from model.train import TrainConfig, train
+from model.training.checkpoint import load_for_inference
+from model.architectures.config import ModelConfig
+from model.training.data import EpochBatchSampler, collate
+from model.training.evaluate import evaluate
+from model.training.metrics import all_metrics
+from model.training.sources.shards import ShardDataset
+from model.training.train import TrainConfig, train
 from model_synthetic import SYNTHETIC, write_random_frames, write_video_level
 from pipeline import main as pipeline_main
 from yt8m.errors import UsageError
@@ -144,8 +144,8 @@ def test_evaluate_on_data_without_one_usable_video_reports_it(trained, tmp_path)
 def test_evaluate_refuses_a_model_without_classes(tmp_path):
     """A model of no classes (trained on unlabelled shards before train refused them): exit 2."""
     from conftest import run_pipeline
-    from model.checkpoint import Checkpoint
-    from model.config import build_model
+    from model.training.checkpoint import Checkpoint
+    from model.architectures.config import build_model
     from yt8m.store import FRAME
     from yt8m.vocabulary import Vocabulary
 

@@ -64,7 +64,7 @@ def test_predict_writes_every_video_once_with_20_sorted_pairs(trained, tmp_path)
     assert not os.path.exists(tmp_path / "sub" / "report-predict.json")
 
     # Each row is its own video's prediction: the model run on that video alone agrees.
-    from model.checkpoint import load_for_inference
+    from model.training.checkpoint import load_for_inference
     loaded = load_for_inference(model)
     by_id = {r[0]: r for r in rows}
     for i in (0, 17, 39):
@@ -78,7 +78,7 @@ def test_predict_writes_every_video_once_with_20_sorted_pairs(trained, tmp_path)
 
 
 def test_fewer_classes_than_20_gives_one_pair_per_class():
-    from model.inference import kaggle_pairs
+    from model.apps.inference import kaggle_pairs
     pairs = kaggle_pairs(np.array([0.1, 0.9, 0.25, 0.5, 0.05], np.float32)).split()
     assert pairs[0::2] == ["1", "3", "2", "0", "4"]
     assert pairs[1::2] == ["%g" % np.float32(x) for x in (0.9, 0.5, 0.25, 0.1, 0.05)]

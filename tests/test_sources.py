@@ -10,11 +10,11 @@ from itertools import islice
 import pytest
 import torch
 
-from model.config import TrainConfig
-from model.data import Damage
-from model.sources import RecordSource, ShardSource, SourceVideo, open_source
-from model.train import Distributed
-from model.train_data import check_usable, open_feed
+from model.training.config import TrainConfig
+from model.training.data import Damage
+from model.training.sources import RecordSource, ShardSource, SourceVideo, open_source
+from model.training.train import Distributed
+from model.training.train_data import check_usable, open_feed
 from model_synthetic import write_prototype_task
 from yt8m.exporter import export_tfrecords
 from yt8m.importer import import_tfrecords

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from conftest import run_pipeline
-from model.checkpoint import Checkpoint, load_for_inference
-from model.config import ModelConfig, TrainConfig
-from model.evaluate import evaluate
-from model.sources import open_source
-from model.sources.tfrecords import StreamingRecords
-from model.train import train
+from model.training.checkpoint import Checkpoint, load_for_inference
+from model.architectures.config import ModelConfig
+from model.training.config import TrainConfig
+from model.training.evaluate import evaluate
+from model.training.sources import open_source
+from model.training.sources.tfrecords import StreamingRecords
+from model.training.train import train
 from model_synthetic import write_prototype_task
 from yt8m.exporter import export_tfrecords
 from yt8m.importer import import_tfrecords
@@ -202,9 +203,9 @@ def test_records_without_one_usable_video_end_with_the_report(tmp_path, damage, 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_stream_without_usable_records_ends(tmp_path, workers):
     """The loop's own guard on the endless TFRecord stream (behind the check at start)."""
-    from model.data import NoUsableData
-    from model.train import Distributed
-    from model.train_data import open_feed
+    from model.training.data import NoUsableData
+    from model.training.train import Distributed
+    from model.training.train_data import open_feed
 
     folder = str(tmp_path / "invalid")
     _invalid_records(folder)

@@ -14,7 +14,8 @@ import torch
 from yt8m.errors import UsageError
 from yt8m.store import VIDEO
 
-from .config import ModelConfig, TrainConfig
+from model.architectures.config import ModelConfig
+from .config import TrainConfig
 from .data import Damage, NoUsableData
 from .sources import DataSource, StreamPlan, TrainingFeed, open_source
 

@@ -131,7 +131,7 @@ def load_classifier(args: argparse.Namespace, top_k: int, segments: bool = False
     """The model, then an extractor made to match it (unless flags say otherwise), checked."""
     from yt8m.cli_util import resolve_device
 
-    from .checkpoint import load_for_inference
+    from model.training.checkpoint import load_for_inference
     from .inference import ClassifyOptions, Classifier
     from .pretrained import resolve_model
 
@@ -217,7 +217,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from yt8m.errors import UsageError
 
-    from .checkpoint import load_for_inference
+    from model.training.checkpoint import load_for_inference
     from .inference import predict_to_csv
     from .pretrained import resolve_model
 

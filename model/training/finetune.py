@@ -34,7 +34,8 @@ from yt8m.vocabulary import FILENAME as VOCABULARY_FILE
 from yt8m.vocabulary import Vocabulary
 
 from . import checkpoint as ckpt
-from .config import FINETUNE_DEFAULTS, FREEZE_CHOICES, FROZEN_LR, ModelConfig, TrainConfig, build_model
+from model.architectures.config import ModelConfig, build_model
+from .config import FINETUNE_DEFAULTS, FREEZE_CHOICES, FROZEN_LR, TrainConfig
 
 # Settings that shape training only, not the weights' layout: a fine-tune may change them.
 TRAINING_ONLY = ("dropout", "temperature", "distill_weight", "num_classes")

@@ -24,11 +24,13 @@ import torch
 
 from yt8m.cli_util import resolve_device
 from yt8m.errors import UsageError
+from yt8m.pca_files import identities
 from yt8m.representation import check_max_frames
 
 from . import checkpoint as ckpt
 from . import finetune
-from .config import ModelConfig, TrainConfig, build_model, default_workers
+from model.architectures.config import ModelConfig, build_model
+from .config import TrainConfig, default_workers
 from .data import Batch, EpochBatchSampler, NoUsableData, step_seed, to_device
 from .run_log import MetricsLog
 from .sources import DataSource
@@ -78,8 +80,6 @@ def autocast_for(device: torch.device, precision: str):
 def rgb_eigenvalues(shards: DataSource, pca_dir: str) -> np.ndarray:
     """The visual PCA eigenvalues from `--pca-dir`, refused unless they are the PCA the
     shards were made with (their recorded rgb_pca identity)."""
-    from extract.pca import identities
-
     path = os.path.join(pca_dir, "eigenvals.npy")
     if not os.path.exists(path):
         raise UsageError(f"--reverse-whitening needs the visual PCA eigenvalues: {path} does not "

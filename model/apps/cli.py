@@ -11,9 +11,10 @@ DEFAULT_MODEL = "runs/latest"
 MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "expansion",
                "hidden_size", "gating_reduction", "dropout", "classifier", "mixtures", "branches",
                "temperature", "distill_weight", "reverse_whitening"]
-TRAIN_FLAGS = ["init_from", "freeze", "pca_dir", "epochs", "steps", "batch_size", "lr", "warmup_steps",
-               "lr_decay", "decay_examples", "clip_norm", "max_frames", "out", "checkpoint_every", "log_every",
-               "workers", "seed", "precision", "shuffle_buffer", "compile"]
+TRAIN_FLAGS = ["init_from", "freeze", "pca_dir", "epochs", "steps", "batch_size", "lr",
+               "warmup_steps", "lr_decay", "decay_examples", "clip_norm", "max_frames", "out",
+               "checkpoint_every", "log_every", "workers", "seed", "precision", "shuffle_buffer",
+               "compile"]
 MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exists, else the "
               "published YouTube-8M model that `download` converts)")
 
@@ -21,7 +22,8 @@ MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exi
 def add_commands(commands: argparse._SubParsersAction) -> None:
     from yt8m.cli_util import add_device, add_fields, add_quiet
 
-    from .config import ModelConfig, TrainConfig
+    from model.architectures.config import ModelConfig
+    from model.training.config import TrainConfig
 
     p = commands.add_parser(
         "train", help="train a model on shards; writes a run folder and points runs/latest at it",
@@ -128,8 +130,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     from yt8m.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 
-    from .config import ModelConfig, TrainConfig
-    from .train import train
+    from model.architectures.config import ModelConfig
+    from model.training.config import TrainConfig
+    from model.training.train import train
 
     given = {n for n in ["data", "val", *MODEL_FLAGS, *TRAIN_FLAGS] if getattr(args, n) is not None}
     if args.init_from == "published" and not os.path.exists("published"):
@@ -154,14 +157,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from yt8m.cli_util import resolve_device
 
-    from .checkpoint import load_for_inference
-    from .evaluate import evaluate
+    from model.training.checkpoint import load_for_inference
+    from model.training.evaluate import evaluate
 
     from .pretrained import resolve_model
 
     from yt8m.report import Report
 
-    from .data import NoUsableData
+    from model.training.data import NoUsableData
 
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
     damaged: list[tuple[str, str]] = []

@@ -26,11 +26,11 @@ from yt8m.representation import Representation, dequantize
 from yt8m.store import VideoRecord
 from yt8m.vocabulary import Vocabulary
 
-from .checkpoint import LoadedModel
-from .data import pad_frames
-from .evaluate import SEGMENT_FRAMES, check_compatible
+from model.training.checkpoint import LoadedModel
+from model.training.data import pad_frames
+from model.training.evaluate import SEGMENT_FRAMES, check_compatible
 from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
-from .sources import DataSource, SourceVideo, open_source
+from model.training.sources import DataSource, SourceVideo, open_source
 
 if TYPE_CHECKING:  # extraction is loaded only where clips are classified
     from extract.extractor import Cancellation

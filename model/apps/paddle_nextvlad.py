@@ -48,8 +48,8 @@ from yt8m.representation import AUDIO_DIM, OFFICIAL, QUANT_MAX, QUANT_MIN, RGB_D
 from yt8m.safe_pickle import Refused, Unexpected, load_arrays
 from yt8m.vocabulary import Vocabulary
 
-from .checkpoint import CHECKPOINT, Checkpoint, write_summary
-from .config import ModelConfig, build_model
+from model.training.checkpoint import CHECKPOINT, Checkpoint, write_summary
+from model.architectures.config import ModelConfig, build_model
 
 PADDLE_NEXTVLAD = Weights(
     asset=Asset(

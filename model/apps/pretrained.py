@@ -18,7 +18,7 @@ from yt8m.errors import UsageError
 from yt8m.inventory import Placed
 from yt8m.vocabulary import Vocabulary
 
-from .checkpoint import CHECKPOINT, Checkpoint
+from model.training.checkpoint import CHECKPOINT, Checkpoint
 from .paddle_nextvlad import (PADDLE_NEXTVLAD, PRETRAINED_FOLDER, PaddleLayout, convert_file,
                               load_pdparams)
 

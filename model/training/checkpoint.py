@@ -27,7 +27,7 @@ from yt8m.representation import DEFAULT_MAX_FRAMES, Representation, dequantize
 from yt8m.safe_pickle import scan_torch_file
 from yt8m.vocabulary import Vocabulary
 
-from .config import ModelConfig, build_model
+from model.architectures.config import ModelConfig, build_model
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 2  # the layout of the saved dict (Checkpoint.save)

@@ -1,0 +1,1 @@
+"""The architectures, one per module; `config` builds one by name."""

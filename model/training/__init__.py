@@ -1,0 +1,1 @@
+"""Training and evaluation on features from any data source."""
