@@ -56,7 +56,8 @@ class ExtractActor:
         """Unit -> one shard named `prefix` (the run's and the unit's own name). A retried
         unit (its actor died) skips what its earlier try already stored under that name."""
         from yt8m.errors import RejectedInput
-        from yt8m.store import ShardReader, ShardWriter, prefixed_shards
+        from yt8m.shard_reader import ShardReader
+        from yt8m.shard_writer import ShardWriter, prefixed_shards
 
         from .job import extracted, no_labels
 

@@ -87,7 +87,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from .cli_util import progress
     from .errors import UsageError
     from .report import Report
-    from .store import open_shards
+    from .shard_folder import open_shards
 
     if not os.path.isdir(args.data):
         raise UsageError(f"--data {args.data}: no such folder")

@@ -17,7 +17,8 @@ from . import official
 from .errors import UsageError
 from .iterate import batched
 from .report import Report
-from .store import FRAME, ShardSet
+from .shard_check import FRAME
+from .shard_folder import ShardSet
 from .tfrecord import write_tfrecord
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 

@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from . import official
 from .atomic import write_json
 from .errors import UsageError
+from .record import VideoRecord
 from .report import Report
 from .representation import OFFICIAL
-from .store import (FRAME, ShardMeta, ShardReader, ShardWriter, VideoRecord, open_shards,
-                    prefixed_shards, shard_paths)
+from .shard_check import FRAME
+from .shard_folder import open_shards, shard_paths
+from .shard_meta import ShardMeta
+from .shard_reader import ShardReader
+from .shard_writer import ShardWriter, prefixed_shards
 from .tfrecord import TFRecordReader
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef

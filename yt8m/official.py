@@ -18,8 +18,9 @@ import numpy as np
 
 from . import protowire
 from .protowire import FeatureValue, WireError
+from .record import VideoRecord
 from .representation import AUDIO_DIM, RGB_DIM
-from .store import FRAME, VIDEO, VideoRecord
+from .shard_check import FRAME, VIDEO
 
 ID_KEYS = ("id", "video_id")  # 2018+ name first, then the 2017 one
 SEGMENT_KEYS = ("segment_start_times", "segment_labels", "segment_scores")
