@@ -94,7 +94,7 @@ def run_verify(args: argparse.Namespace) -> int:
     readers, errors = open_shards(args.data)
     report = Report("verify")
     for e in errors:
-        report.reject(e.path, e.reason)
+        report.add(e.problem)
     unchecked = 0
     with progress(total=sum(len(r) for r in readers), desc="verify", quiet=args.quiet,
                   unit="video") as bar:
@@ -105,7 +105,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 report.done += 1
             for e in reader.damaged:  # bad checksums, or a file changed while being read
                 bar.update(1)
-                report.reject(f"{e.path}: {e.video_id}", f"damaged: {e.why}")
+                report.add(e.problem, "damaged")
             reader.close()
     print(f"verify: {report.done} video(s) in {len(readers)} shard(s) are intact"
           + (f" ({unchecked} in format-1 shards carry no checksum)" if unchecked else "")

@@ -24,6 +24,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from .atomic import replacing
+from .errors import DAMAGED, Problem
 
 try:  # hardware-accelerated (SSE4.2 / ARMv8) CRC32C; several GB/s
     from crc32c import crc32c as _crc32c
@@ -120,6 +121,16 @@ class RecordError:
 
     def __str__(self) -> str:
         return f"{self.path}: byte {self.offset}: {self.reason}"
+
+    @property
+    def problem(self) -> Problem:
+        """As a report lists it."""
+        return Problem(record_where(self.path, self.offset), self.reason, DAMAGED)
+
+
+def record_where(path: str, offset: int) -> str:
+    """How reports name a record of a TFRecord file: its file and byte offset."""
+    return f"{path} (byte {offset})"
 
 
 class TFRecordReader:
