@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_util import DEFAULT_FEATURES as DEFAULT_OUT
 from .cli_util import add_quiet
-
-DEFAULT_OUT = "data/features"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
