@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from yt8m.assets import DEFAULT_PCA_DIR
+from yt8m.cli_util import DEFAULT_FEATURES
+from yt8m.cli_util import flag_field as _f
 from yt8m.representation import DEFAULT_MAX_FRAMES
 
 if TYPE_CHECKING:  # keep `pipeline.py --help` free of torch
@@ -22,11 +24,6 @@ MODELS = FRAME_MODELS + VIDEO_MODELS
 _DEFAULT_CLUSTERS = {"nextvlad": 128, "mix-nextvlad": 128, "netvlad": 64, "dbof": 8192}
 _DEFAULT_HIDDEN = {"nextvlad": 2048, "mix-nextvlad": 2048, "netvlad": 1024, "dbof": 1024}
 _DEFAULT_CLASSIFIER = {"netvlad": "moe", "dbof": "moe", "moe": "moe"}
-
-
-def _f(default, help: str, **meta):
-    """A dataclass field whose help text (and choices, shown default) the flags derive from."""
-    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass
@@ -90,7 +87,7 @@ class ModelConfig:
 class TrainConfig:
     """How to train; saved with every run, and the source of `train`'s other flags."""
 
-    data: str = _f("data/features", "training shards", metavar="DIR")
+    data: str = _f(DEFAULT_FEATURES, "training shards", metavar="DIR")
     val: str | None = _f(None, "validation shards, evaluated at every checkpoint", metavar="DIR")
     out: str = _f("runs", "where run folders go", metavar="DIR")
     epochs: int = _f(5, "passes over the data")
