@@ -5,16 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from yt8m.assets import DEFAULT_PCA_DIR
+from yt8m.cli_util import DEFAULT_FEATURES as DEFAULT_OUT
+from yt8m.cli_util import flag_field as _f
 from yt8m.representation import DEFAULT_MAX_FRAMES, MAX_FRAMES_LIMIT, check_max_frames
 
-DEFAULT_OUT = "data/features"
 CPU_BATCH, GPU_BATCH = 8, 256  # frames per Inception call when --batch-size is 0
 CHUNK_BYTES = 64 << 20  # decoded frames handed out at a time: 10 frames of 1080p, 2 of 4K
 VIDEOS_PER_SHARD = 16  # a killed job redoes at most this many
-
-
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass

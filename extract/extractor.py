@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from yt8m.errors import RejectedInput
+from yt8m.record import VideoRecord
 from yt8m.representation import Representation
-from yt8m.store import VideoRecord
 
 from .config import CPU_BATCH, GPU_BATCH, ExtractConfig
 from .decode import open_video, read_audio

@@ -21,9 +21,9 @@ import numpy as np
 
 from yt8m.atomic import exclusive, writable_folder
 from yt8m.errors import EXIT_OK, RejectedInput, UsageError
+from yt8m.record import VideoRecord
 from yt8m.report import Report
 from yt8m.representation import FPS
-from yt8m.store import VideoRecord
 
 from .config import ExtractConfig, ExtractJob
 from .decode import VIDEO_EXTENSIONS
@@ -66,7 +66,8 @@ def prepare_extract(job: ExtractJob, load_backbones: bool = True) -> Prepared:
     """Everything that can be wrong with the job, checked before any video is decoded.
     Without `load_backbones` (a Ray driver) the backbones are described, not built."""
     from yt8m.cli_util import parse_part
-    from yt8m.store import FRAME, ShardMeta
+    from yt8m.shard_check import FRAME
+    from yt8m.shard_meta import ShardMeta
     from yt8m.vocabulary import Vocabulary
 
     from .extractor import Extractor
@@ -141,7 +142,7 @@ def _identity(videos: str, video_id: str) -> tuple[int, int]:
 
 def _not_yet_stored(videos: str, out: str, ids: list[str]) -> tuple[list[str], dict[str, set[str]]]:
     """The ids to extract (new, or changed since stored), and the stale copies to drop."""
-    from yt8m.store import stored_sources
+    from yt8m.shard_folder import stored_sources
 
     stored = stored_sources(out)
     todo, stale = [], {}
@@ -172,7 +173,7 @@ def _utf8_name(video_id: str, report: Report) -> bool:
 def _warn_if_space_is_short(out: str, videos: int) -> None:
     """A warning when --out clearly cannot hold the job (10 s a video at the least)."""
     from yt8m.representation import AUDIO_DIM, RGB_DIM
-    from yt8m.store import free_bytes, shard_bytes_needed
+    from yt8m.shard_writer import free_bytes, shard_bytes_needed
 
     least = shard_bytes_needed(videos * 10 * (RGB_DIM + AUDIO_DIM), videos)
     free = free_bytes(out)
@@ -185,7 +186,7 @@ def _warn_if_space_is_short(out: str, videos: int) -> None:
 def _drop_stale(stale: dict[str, set[str]], report: Report) -> None:
     """Copies of files that changed since they were stored go, once the new copy is in
     (a rejected new version leaves no copy: the old one no longer is that file)."""
-    from yt8m.store import remove_videos
+    from yt8m.shard_folder import remove_videos
 
     for shard, ids in stale.items():
         remove_videos(shard, ids)
@@ -198,7 +199,7 @@ def _drop_stale(stale: dict[str, set[str]], report: Report) -> None:
 
 def _check_out_folder(out: str, meta, max_frames: int) -> None:
     """Resuming into --out is only allowed with the settings its shards were made with."""
-    from yt8m.store import open_shards
+    from yt8m.shard_folder import open_shards
 
     existing, _ = open_shards(out) if os.path.isdir(out) else ([], [])
     for reader in existing:
@@ -215,7 +216,7 @@ def _check_out_folder(out: str, meta, max_frames: int) -> None:
 def run_extract(job: ExtractJob) -> int:
     """Extract every video of the job into shards; the exit code (3 when some were rejected)."""
     from yt8m.cli_util import progress
-    from yt8m.store import ShardWriter
+    from yt8m.shard_writer import ShardWriter
 
     p = prepare_extract(job)
     extractor, report = p.extractor, p.report

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from yt8m.errors import UsageError
+from yt8m.errors import Problem, UsageError
 
 from .config import ExtractJob
 
@@ -39,7 +39,7 @@ class UnitResult:
     """What one work unit did: videos stored, and rejections with their reasons."""
 
     done: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=list)
     frames: int = 0
 
 
@@ -56,7 +56,8 @@ class ExtractActor:
         """Unit -> one shard named `prefix` (the run's and the unit's own name). A retried
         unit (its actor died) skips what its earlier try already stored under that name."""
         from yt8m.errors import RejectedInput
-        from yt8m.store import ShardReader, ShardWriter, prefixed_shards
+        from yt8m.shard_reader import ShardReader
+        from yt8m.shard_writer import ShardWriter, prefixed_shards
 
         from .job import extracted, no_labels
 
@@ -70,7 +71,7 @@ class ExtractActor:
         for vid, got in extracted(self.extractor, self.job.videos, todo,
                                   lambda v: labels.get(v, no_labels(v))):
             if isinstance(got, RejectedInput):
-                result.rejected.append((vid, got.reason))
+                result.rejected.append(Problem(vid, got.reason))
                 continue
             writer.add(got)
             result.done.append(vid)
@@ -103,8 +104,8 @@ def run_extract_ray(job: ExtractJob, address: str | None) -> int:
             named = [(f"{run_name}-u{i:07d}", unit) for i, unit in enumerate(units)]
             for result in pool.map_unordered(
                     lambda actor, u: actor.run.remote(u[0], u[1], meta, labels), named):
-                for vid, reason in result.rejected:
-                    p.report.reject(vid, reason)
+                for problem in result.rejected:
+                    p.report.add(problem)
                 p.report.done += len(result.done)
                 frames += result.frames
                 bar.update(len(result.done) + len(result.rejected))

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from .atomic import replacing
 from .errors import UsageError
 from .transfer import TransferFailed, transfer
 
@@ -255,7 +256,6 @@ def _unpack(asset: Asset, archive: str, dest_dir: str, url: str) -> None:
     """Extract exactly `asset.members` (by base name, wherever they sit in the archive)."""
     import shutil
     import tarfile
-    import tempfile
 
     wanted = set(asset.members)
     found: set[str] = set()
@@ -266,11 +266,8 @@ def _unpack(asset: Asset, archive: str, dest_dir: str, url: str) -> None:
                 if info.isfile() and name in wanted and name not in found:
                     src = tar.extractfile(info)
                     assert src is not None
-                    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial",
-                                               dir=dest_dir)
-                    with os.fdopen(fd, "wb") as out, src:
+                    with replacing(os.path.join(dest_dir, name), "wb") as out, src:
                         shutil.copyfileobj(src, out)
-                    os.replace(tmp, os.path.join(dest_dir, name))
                     found.add(name)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise FetchFailed(asset, dest_dir, BAD_STRUCTURE,

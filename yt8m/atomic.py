@@ -1,5 +1,16 @@
-"""Whole-file writes that a reader or a crash never sees half done, and the checks an
-output folder gets before a job writes into it (writable; one writer at a time)."""
+"""Publishing files that a reader or a crash never sees half done.
+
+Every file the project writes for others to read (shards, reports, vocabularies,
+TFRecords, JSON records) is written under a hidden temporary name beside its final
+one, `.<name>.<pid>.<host>.partial`, then published: renamed over the final name, or
+hard-linked to a name no one holds yet (a link never replaces, so writers sharing a
+folder cannot overwrite each other). No reader lists a `.partial` file, and the pid and
+host in the name tell a later run whether its writer still runs, so the leftovers of a
+killed writer are swept while a live writer's file is kept.
+
+Also the checks an output folder gets before a job writes into it: writable, and one
+writer at a time where a job's files are one set.
+"""
 from __future__ import annotations
 
 
@@ -16,27 +27,61 @@ from typing import IO, Any, Iterator
 
 from .errors import UsageError
 
+# The host part never holds only digits, so a name also reads unambiguously without it
+# (temporary names written before the host was recorded: `.<name>.<pid>.partial`).
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)(?:\.(?P<host>[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*))?"
+                      r"\.partial")
 
-def _partial_name(path: str, pid: int) -> str:
-    return os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{pid}.partial")
+
+def host() -> str:
+    """This machine's name as it appears in temporary file names."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", os.uname().nodename)[:32] or "host"
+    return name if not name.isdigit() else f"h{name}"[:32]
+
+
+def partial_name(path: str) -> str:
+    """The hidden temporary name this process writes `path` under before publishing it."""
+    folder, base = os.path.dirname(path) or ".", os.path.basename(path)
+    return os.path.join(folder, f".{base}.{os.getpid()}.{host()}.partial")
+
+
+@contextmanager
+def staged(path: str) -> Iterator[str]:
+    """A temporary path (`partial_name(path)`) to write a file under; once the block ends,
+    successfully or not, it is gone: published with `publish`, or removed."""
+    tmp = partial_name(path)
+    try:
+        yield tmp
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def publish(tmp: str, path: str, replace: bool = True) -> bool:
+    """Give the complete, fsynced file `tmp` its final name `path`, durably (the folder is
+    fsynced). replace=True renames it over whatever `path` holds; replace=False hard-links
+    it only when `path` is free and returns False, changing nothing, when it is taken."""
+    if replace:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    fsync_dir(os.path.dirname(path) or ".")
+    return True
 
 
 @contextmanager
 def replacing(path: str, mode: str = "w") -> Iterator[IO]:
-    """A file to write that replaces `path` only when the block succeeds: written under a
-    hidden temporary name beside it (per process, so concurrent writers do not collide),
-    fsynced, then renamed over `path`. On an error the temporary file is removed."""
-    tmp = _partial_name(path, os.getpid())
-    try:
+    """A file to write that replaces `path` only when the block succeeds (see `staged` and
+    `publish`). On an error the temporary file is removed and `path` is untouched."""
+    with staged(path) as tmp:
         with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        publish(tmp, path)
 
 
 def write_json(path: str, data: Any, **dump_options: Any) -> None:
@@ -44,6 +89,15 @@ def write_json(path: str, data: Any, **dump_options: Any) -> None:
     with replacing(path) as f:
         json.dump(data, f, **dump_options)
         f.write("\n")
+
+
+def fsync_dir(path: str) -> None:
+    """Make the names created or removed in a folder durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def process_alive(pid: int) -> bool:
@@ -58,17 +112,19 @@ def process_alive(pid: int) -> bool:
 
 
 def remove_stale_partials(folder: str) -> list[str]:
-    """Remove the temporary files `replacing` left in `folder` when its process was killed
-    (kill -9, power loss): those named for a process that no longer runs. Returns them."""
+    """Remove the temporary files left in `folder` by writers on this machine that no
+    longer run (kill -9, power loss); another machine's are left alone, since its
+    processes cannot be checked from here. Returns the files removed."""
     removed = []
     for path in glob.glob(os.path.join(glob.escape(folder), ".*.partial")):
-        m = re.fullmatch(r"\..+\.(\d+)\.partial", os.path.basename(path))
-        if m and not process_alive(int(m.group(1))):
-            try:
-                os.remove(path)
-            except FileNotFoundError:  # another process swept it first
-                continue
-            removed.append(path)
+        m = _PARTIAL.fullmatch(os.path.basename(path))
+        if m is None or m["host"] not in (None, host()) or process_alive(int(m["pid"])):
+            continue
+        try:
+            os.remove(path)
+        except FileNotFoundError:  # another process swept it first
+            continue
+        removed.append(path)
     return removed
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_util import DEFAULT_FEATURES as DEFAULT_OUT
 from .cli_util import add_quiet
-
-DEFAULT_OUT = "data/features"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -87,14 +86,14 @@ def run_verify(args: argparse.Namespace) -> int:
     from .cli_util import progress
     from .errors import UsageError
     from .report import Report
-    from .store import open_shards
+    from .shard_folder import open_shards
 
     if not os.path.isdir(args.data):
         raise UsageError(f"--data {args.data}: no such folder")
     readers, errors = open_shards(args.data)
     report = Report("verify")
     for e in errors:
-        report.reject(e.path, e.reason)
+        report.add(e.problem)
     unchecked = 0
     with progress(total=sum(len(r) for r in readers), desc="verify", quiet=args.quiet,
                   unit="video") as bar:
@@ -105,7 +104,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 report.done += 1
             for e in reader.damaged:  # bad checksums, or a file changed while being read
                 bar.update(1)
-                report.reject(f"{e.path}: {e.video_id}", f"damaged: {e.why}")
+                report.add(e.problem, "damaged")
             reader.close()
     print(f"verify: {report.done} video(s) in {len(readers)} shard(s) are intact"
           + (f" ({unchecked} in format-1 shards carry no checksum)" if unchecked else "")

@@ -4,12 +4,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence, TypeVar
 
 from .errors import UsageError
 
 T = TypeVar("T")
+
+# The folders of the zero-argument chain (`extract`, then `train`, then `classify`).
+DEFAULT_FEATURES = "data/features"  # where extract and import-yt8m write shards, train reads them
+LATEST_RUN = "runs/latest"  # what train points at its newest run; the default --model
+
+
+def flag_field(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field whose help text (and choices, shown default, metavar) the
+    command-line flags derive from (see `add_fields`)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def top_k_problem(top_k: int, name: str = "--top-k") -> str | None:
+    """Why `top_k` labels a clip cannot be asked for (`name`: the flag or field), or None."""
+    return f"{name} must be at least 1" if top_k < 1 else None
 
 
 def progress(iterable: Iterable[T] | None = None, total: int | None = None,

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 
 from .assets import file_digest
+from .atomic import replacing
 from .errors import UsageError
 from .report import Report
 from .transfer import TransferFailed, open_url, transfer
@@ -120,10 +121,8 @@ def load_plan(partition: Partition, out_dir: str, base_url: str | None = None) -
         except TransferFailed as e:
             raise UsageError(f"cannot get the file list of partition {partition}: {e}. Check "
                              "the partition name (e.g. 2/frame/train) and the network.") from None
-        tmp = path + ".partial"
-        with open(tmp, "wb") as f:
+        with replacing(path, "wb") as f:
             f.write(body)
-        os.replace(tmp, path)
     try:
         with open(path, encoding="utf-8") as f:
             files = json.load(f)["files"]

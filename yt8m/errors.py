@@ -1,8 +1,29 @@
-"""Exceptions that map to the command line's exit codes (docs/reference.md, "Exit codes")."""
+"""Exceptions that map to the command line's exit codes (docs/reference.md, "Exit codes"),
+and the one record of an input a job could not use (Problem)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad usage or configuration: nothing (more) was done
 EXIT_PARTIAL = 3  # the job finished, but some inputs were rejected
+
+REJECTED = "rejected"  # the input itself cannot be used (not a video, a bad label row, ...)
+DAMAGED = "damaged"  # stored data that fails its checks (a checksum, a TFRecord's framing)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One input a job could not use, as its report lists it (yt8m/report.py): every
+    kind of bad input (a rejected video, a damaged stored video, a corrupt record, a
+    file that is not a shard) is turned into one of these, and only these are reported."""
+
+    where: str  # the input: a path, "shard: video id", "file (byte N)", a URL
+    reason: str
+    kind: str = REJECTED  # REJECTED or DAMAGED
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
 
 
 class UsageError(Exception):
@@ -19,6 +40,10 @@ class ShardError(UsageError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    @property
+    def problem(self) -> Problem:
+        return Problem(self.path, self.reason)
 
 
 class DiskFull(UsageError):
@@ -42,6 +67,10 @@ class DamagedVideo(ShardError):
                                "error); re-extract or re-import it")
         self.video_id = video_id
 
+    @property
+    def problem(self) -> Problem:
+        return Problem(f"{self.path}: {self.video_id}", self.why, DAMAGED)
+
 
 class UnreadableVideo(DamagedVideo):
     """One video that could not be read because its shard changed (replaced, truncated,
@@ -59,3 +88,7 @@ class RejectedInput(Exception):
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+
+    @property
+    def problem(self) -> Problem:
+        return Problem(self.name, self.reason)

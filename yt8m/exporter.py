@@ -17,7 +17,8 @@ from . import official
 from .errors import UsageError
 from .iterate import batched
 from .report import Report
-from .store import FRAME, ShardSet
+from .shard_check import FRAME
+from .shard_folder import ShardSet
 from .tfrecord import write_tfrecord
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 
@@ -43,7 +44,7 @@ def export_tfrecords(data_dir: str, out_dir: str, split: str = "train",
     shards = ShardSet(data_dir, strict=False)
     report = Report(COMMAND)
     for e in shards.errors:  # damaged shards are reported; the others are exported
-        report.reject(e.path, e.reason)
+        report.add(e.problem)
     encode = official.encode_frame_record if shards.meta.kind == FRAME else official.encode_video_record
     os.makedirs(out_dir, exist_ok=True)
     vocabulary = os.path.join(data_dir, VOCABULARY_FILENAME)

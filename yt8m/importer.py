@@ -22,12 +22,16 @@ from dataclasses import dataclass, field
 
 from . import official
 from .atomic import write_json
-from .errors import UsageError
+from .errors import Problem, UsageError
+from .record import VideoRecord
 from .report import Report
 from .representation import OFFICIAL
-from .store import (FRAME, ShardMeta, ShardReader, ShardWriter, VideoRecord, open_shards,
-                    prefixed_shards, shard_paths)
-from .tfrecord import TFRecordReader
+from .shard_check import FRAME
+from .shard_folder import open_shards, shard_paths
+from .shard_meta import ShardMeta
+from .shard_reader import ShardReader
+from .shard_writer import ShardWriter, prefixed_shards
+from .tfrecord import TFRecordReader, record_where
 from .vocabulary import FILENAME as VOCABULARY_FILENAME
 from .vocabulary import Vocabulary, VocabularyRef
 
@@ -51,7 +55,7 @@ class FileResult:
     shard: str | None = None
     videos: int = 0
     bytes: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=list)
     already_done: bool = False
 
 
@@ -73,10 +77,6 @@ def marker_of(out_dir: str, prefix: str) -> str:
     return os.path.join(out_dir, f".{prefix}.imported")
 
 
-def _where(path: str, offset: int) -> str:
-    return f"{path} (byte {offset})"
-
-
 def import_file(task: ImportTask) -> FileResult:
     """Stream one TFRecord file into shards; mark it imported once it is all in."""
     result = FileResult(task.path)
@@ -88,7 +88,7 @@ def import_file(task: ImportTask) -> FileResult:
     writer = ShardWriter(task.out_dir, meta, prefix=task.prefix, videos_per_shard=VIDEOS_PER_SHARD)
     reader = TFRecordReader(task.path)
     seen: set[str] = set()
-    problems: list[tuple[int, str]] = []
+    problems: list[tuple[int, Problem]] = []  # by byte offset
     for offset, data in reader:
         result.bytes += len(data)
         try:
@@ -97,13 +97,13 @@ def import_file(task: ImportTask) -> FileResult:
                 raise official.InvalidRecord(f"{video.id}: id already used by an earlier "
                                              "record of this file")
         except official.InvalidRecord as e:
-            problems.append((offset, str(e)))
+            problems.append((offset, Problem(record_where(task.path, offset), str(e))))
             continue
         seen.add(video.id)
         writer.add(video)
     writer.flush()  # not a `with`: an interrupt leaves no marker, so the file is redone
-    problems += [(e.offset, e.reason) for e in reader.errors]
-    result.rejected = [(_where(task.path, off), reason) for off, reason in sorted(problems)]
+    problems += [(e.offset, e.problem) for e in reader.errors]
+    result.rejected = [p for _, p in sorted(problems, key=lambda got: (got[0], got[1].reason))]
     result.videos, result.shard = len(seen), (writer.written or [None])[0]
     _write_marker(marker_of(task.out_dir, task.prefix), result.rejected)
     return result
@@ -116,8 +116,8 @@ def _parse(data: bytes, task: ImportTask) -> VideoRecord:
     return official.parse_record(data, task.kind, task.vocabulary.num_classes)
 
 
-def _write_marker(path: str, rejected: list[tuple[str, str]]) -> None:
-    write_json(path, {"rejected": [list(r) for r in rejected]})
+def _write_marker(path: str, rejected: list[Problem]) -> None:
+    write_json(path, {"rejected": [[p.where, p.reason] for p in rejected]})
 
 
 def report_duplicates(out_dir: str, report: Report) -> None:
@@ -184,8 +184,8 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
         if os.path.exists(marker):  # imported by an earlier run: report what it rejected
             skipped += 1
             with open(marker, encoding="utf-8") as f:
-                for name, reason in json.load(f)["rejected"]:
-                    report.reject(name, reason)
+                for where, reason in json.load(f)["rejected"]:
+                    report.add(Problem(where, reason))
             continue
         kind = official.peek_kind(path) or FRAME  # unreadable files fail in import_file with reasons
         target_kind = target_kind or kind
@@ -199,8 +199,8 @@ def import_tfrecords(pattern: str, out_dir: str, workers: int = 1,
     bar = progress(total=len(tasks), desc="import", quiet=quiet, unit="file")
     with bar:
         for result in _run(tasks, workers):
-            for name, reason in result.rejected:
-                report.reject(name, reason)
+            for problem in result.rejected:
+                report.add(problem)
             videos += result.videos
             total_bytes += result.bytes
             bar.update(1)

@@ -22,8 +22,9 @@ import numpy as np
 from . import protowire
 from .errors import UsageError
 from .protowire import FeatureValue, WireError
+from .record import VideoRecord
 from .representation import AUDIO_DIM, RGB_DIM
-from .store import FRAME, VIDEO, VideoRecord
+from .shard_check import FRAME, VIDEO
 from .tfrecord import TFRecordReader
 
 ID_KEYS = ("id", "video_id")  # 2018+ name first, then the 2017 one

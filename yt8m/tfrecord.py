@@ -22,44 +22,15 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
+from crc32c import crc32c  # hardware-accelerated (SSE4.2 / ARMv8); several GB/s
 
 from .atomic import replacing
-
-try:  # hardware-accelerated (SSE4.2 / ARMv8) CRC32C; several GB/s
-    from crc32c import crc32c as _crc32c
-except ImportError:  # pragma: no cover - exercised only without the package
-    _crc32c = None
+from .errors import DAMAGED, Problem
 
 HEADER_BYTES = 12  # length + its CRC
 FOOTER_BYTES = 4  # data CRC
 _MASK_DELTA = 0xA282EAD8
 _RESYNC_CHUNK = 1 << 20  # bytes scanned per NumPy window while resynchronising
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE: list[int] | None = None
-
-
-def crc32c(data: bytes) -> int:
-    """CRC32C of `data` (the crc32c package when installed, else a slow table loop)."""
-    if _crc32c is not None:
-        return _crc32c(data)
-    global _TABLE
-    if _TABLE is None:
-        _TABLE = _crc32c_table()
-    c = 0xFFFFFFFF
-    for byte in bytes(data):
-        c = _TABLE[(c ^ byte) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -120,6 +91,16 @@ class RecordError:
 
     def __str__(self) -> str:
         return f"{self.path}: byte {self.offset}: {self.reason}"
+
+    @property
+    def problem(self) -> Problem:
+        """As a report lists it."""
+        return Problem(record_where(self.path, self.offset), self.reason, DAMAGED)
+
+
+def record_where(path: str, offset: int) -> str:
+    """How reports name a record of a TFRecord file: its file and byte offset."""
+    return f"{path} (byte {offset})"
 
 
 class TFRecordReader:

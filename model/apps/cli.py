@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_MODEL = "runs/latest"
+from yt8m.cli_util import LATEST_RUN as DEFAULT_MODEL
+
 MODEL_FLAGS = ["name", "clusters", "groups", "audio_clusters", "audio_groups", "expansion",
                "hidden_size", "gating_reduction", "dropout", "classifier", "mixtures", "branches",
                "temperature", "distill_weight", "reverse_whitening"]

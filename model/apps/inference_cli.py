@@ -129,15 +129,15 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 def load_classifier(args: argparse.Namespace, top_k: int, segments: bool = False):
     """The model, then an extractor made to match it (unless flags say otherwise), checked."""
-    from yt8m.cli_util import resolve_device
+    from yt8m.cli_util import resolve_device, top_k_problem
 
     from model.training.checkpoint import load_for_inference
     from .inference import ClassifyOptions, Classifier
     from .pretrained import resolve_model
 
-    if getattr(args, "top_k", 1) < 1:
+    if why := top_k_problem(getattr(args, "top_k", 1)):
         from yt8m.errors import UsageError
-        raise UsageError("--top-k must be at least 1.")
+        raise UsageError(why + ".")
     device = resolve_device(args.device)
     loaded = load_for_inference(resolve_model(args.model), device)
     random_weights = args.random_weights
@@ -212,7 +212,7 @@ def format_result(result) -> str:
 # --------------------------------------------------------------------------- predict
 
 def run_predict(args: argparse.Namespace) -> int:
-    from yt8m.cli_util import resolve_device
+    from yt8m.cli_util import resolve_device, top_k_problem
     from yt8m.report import Report
 
     from yt8m.errors import UsageError
@@ -221,8 +221,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from .inference import predict_to_csv
     from .pretrained import resolve_model
 
-    if args.top_k < 1:
-        raise UsageError("--top-k must be at least 1.")
+    if why := top_k_problem(args.top_k):
+        raise UsageError(why + ".")
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
     summary = predict_to_csv(loaded, args.data, args.out, args.batch_size, args.top_k,
                              quiet=args.quiet)

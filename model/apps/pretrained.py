@@ -14,6 +14,7 @@ import os
 import sys
 
 from yt8m.assets import LABELS, YT8M_VOCABULARY, Asset, Weights, cache_dir, fetch, sha256_of
+from yt8m.cli_util import LATEST_RUN
 from yt8m.errors import UsageError
 from yt8m.inventory import Placed
 from yt8m.vocabulary import Vocabulary
@@ -21,8 +22,6 @@ from yt8m.vocabulary import Vocabulary
 from model.training.checkpoint import CHECKPOINT, Checkpoint
 from .paddle_nextvlad import (PADDLE_NEXTVLAD, PRETRAINED_FOLDER, PaddleLayout, convert_file,
                               load_pdparams)
-
-LATEST_RUN = "runs/latest"
 
 
 def pretrained_dir() -> str:

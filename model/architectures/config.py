@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
+
+from yt8m.cli_util import flag_field as _f
 
 if TYPE_CHECKING:  # keep `pipeline.py --help` free of torch
     from torch import nn
-
-
-def _f(default, help: str, **meta):
-    """A dataclass field whose help text (and choices, shown default) the flags derive from."""
-    return field(default=default, metadata={"help": help, **meta})
 
 
 # Builders import their module when called, so that reading a config loads no torch.

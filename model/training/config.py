@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yt8m.assets import DEFAULT_PCA_DIR
+from yt8m.cli_util import DEFAULT_FEATURES
+from yt8m.cli_util import flag_field as _f
 from yt8m.representation import DEFAULT_MAX_FRAMES
-
-from ..architectures.config import _f
 
 # `train --init-from`: the settings not given take these values (a few hundred videos:
 # about 10 batches per epoch, a few hundred steps in all; the learning rate the published
@@ -27,7 +27,7 @@ def _tuned(name: str, default, help: str, also: str = ""):
 class TrainConfig:
     """How to train; saved with every run, and the source of `train`'s other flags."""
 
-    data: str = _f("data/features", "training shards", metavar="DIR")
+    data: str = _f(DEFAULT_FEATURES, "training shards", metavar="DIR")
     val: str | None = _f(None, "validation shards, evaluated at every checkpoint", metavar="DIR")
     out: str = _f("runs", "where run folders go", metavar="DIR")
     epochs: int = _tuned("epochs", 5, "passes over the data")

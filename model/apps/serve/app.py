@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.requests import ClientDisconnect
 
+from yt8m.cli_util import top_k_problem
 from yt8m.errors import RejectedInput
 
 from ..inference import Classifier
@@ -61,8 +62,8 @@ class _ClassifyRoute:
     def _refusal(self, segments: bool, top_k: int) -> JSONResponse | None:
         """What is refused before the body is read: cheap, and nothing is stored."""
         loaded = self.classifier.loaded
-        if top_k < 1:
-            return _problem(400, "top_k must be at least 1")
+        if why := top_k_problem(top_k, "top_k"):
+            return _problem(400, why)
         if segments and loaded.video_level:
             return _problem(422, f"segments need a frame-level model; this one is the "
                                  f"video-level {loaded.config.name!r}")

@@ -14,18 +14,15 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from yt8m.atomic import process_alive
+from yt8m.cli_util import flag_field as _f
 
 from ..config import LABELS_PER_CLIP
 
 TOKEN_ENV = "YT8M_SERVE_TOKEN"
 TEMP_PREFIX = "yt8m-serve-"
-
-
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass
