@@ -102,6 +102,11 @@ def _health(classifier: Classifier, batcher: Batcher, upload_dir: str) -> dict:
             "backbone_batch": classifier.extractor.batch_size}
 
 
+def _labels(vocabulary) -> dict:
+    return {"vocabulary": vocabulary.name,
+            "labels": [{"id": i, "name": vocabulary.name_of(i)} for i in range(len(vocabulary))]}
+
+
 def create_app(classifier: Classifier, settings: ServeSettings | None = None):
     """The FastAPI app around a loaded Classifier (model + extractor)."""
     settings = settings or ServeSettings()
@@ -150,9 +155,7 @@ def create_app(classifier: Classifier, settings: ServeSettings | None = None):
 
     @app.get("/labels")
     async def labels() -> dict:
-        v = loaded.vocabulary
-        return {"vocabulary": v.name, "labels": [{"id": i, "name": v.name_of(i)}
-                                                 for i in range(len(v))]}
+        return _labels(loaded.vocabulary)
 
     route = _ClassifyRoute(settings, batcher, classifier, upload_dir)
 
