@@ -11,40 +11,17 @@ from __future__ import annotations
 
 import os
 
-from yt8m.assets import (DEFAULT_PCA_DIR, DOWNLOAD_HINT, GOLDEN, Asset, cache_dir, find_asset,
-                         missing_message)
+from yt8m.assets import DEFAULT_PCA_DIR, GOLDEN, Asset, cache_dir, find_asset, missing_message
 from yt8m.errors import UsageError
 from yt8m.inventory import Placed
-
-from yt8m.pca_files import AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, RGB_FILES
+from yt8m.pca_files import FITTED_MARKER
 
 from .inception import INCEPTION_2015_12_05
-from .pca import load_audio_pca, load_rgb_pca
+from .pca import PCA_ASSETS
 from .vggish import VGGISH_AUDIOSET
 
 
-YT8M_PCA = Asset(  # data.yt8m.org serves it as published (no Git history to pin)
-    filename="yt8m_pca.tgz",
-    url="http://data.yt8m.org/yt8m_pca.tgz",
-    description="YouTube-8M visual PCA (Inception pool_3 2048 -> 1024)",
-    members=RGB_FILES,
-    check=lambda folder: load_rgb_pca(folder) and None,
-)
-VGGISH_PCA = Asset(
-    filename=AUDIO_NPZ,
-    url=f"https://storage.googleapis.com/audioset/{AUDIO_NPZ}",
-    description="AudioSet VGGish PCA + whitening (128 -> 128)",
-    accepted=(AUDIO_PTH,),
-    check=lambda path: load_audio_pca(path) and None,
-)
-VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by default
-    filename=AUDIO_PTH,
-    url=f"https://github.com/harritaylor/torchvggish/releases/download/v0.1/{AUDIO_PTH}",
-    sha256="970ea276",
-    description="VGGish PCA parameters, PyTorch port",
-)
 WEIGHTS = (INCEPTION_2015_12_05.asset, VGGISH_AUDIOSET.asset)
-PCA_ASSETS = (YT8M_PCA, VGGISH_PCA)
 
 # The YouTube-8M starter code's test data (feature_extractor/feature_extractor_test.py),
 # pinned to the commit that added it: two of the three files were removed from the
@@ -90,15 +67,6 @@ def extract_assets(weights_dir: str | None = None,
     return ([Placed(a, weights_dir or cache_dir()) for a in WEIGHTS]
             + [Placed(a, pca_dir, refuse=_fitted_here) for a in PCA_ASSETS]
             + [Placed(a, reference_dir()) for a in REFERENCE_DATA])
-
-
-def pca_missing_message(pca_dir: str, names: list[str]) -> str:
-    """What `load_pca` says when files are missing: the published files, and fit-pca."""
-    return (f"PCA parameters missing in {pca_dir}: {', '.join(names)}.\n"
-            + missing_message(PCA_ASSETS, [pca_dir])
-            + f"\nOr fit your own with `python pipeline.py fit-pca --videos DIR` "
-              f"(`{DOWNLOAD_HINT}` puts the published ones in {DEFAULT_PCA_DIR}/ by default; "
-              "pass --pca-dir to use another folder).")
 
 
 def weights_search_dirs(weights_dir: str | None) -> list[str]:

@@ -33,14 +33,39 @@ from typing import Any
 
 import numpy as np
 
+from yt8m.assets import DEFAULT_PCA_DIR, DOWNLOAD_HINT, Asset, missing_message
 from yt8m.atomic import write_json
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, INCEPTION_DIM, RGB_DIM
-from yt8m.pca_files import (AUDIO_NPZ, FITTED_MARKER, PUBLISHED_AUDIO, PUBLISHED_RGB,
+from yt8m.pca_files import (AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, PUBLISHED_AUDIO, PUBLISHED_RGB,
                             RGB_FILES, audio_file, fingerprints, identities)
 from yt8m.safe_pickle import ArrayBudget, scan_torch_file
 
 EIGENVAL_EPS = 1e-4
+
+# The published files, next to their loaders (as inception.py and vggish.py keep theirs);
+# their structure check is loading them.
+YT8M_PCA = Asset(  # data.yt8m.org serves it as published (no Git history to pin)
+    filename="yt8m_pca.tgz",
+    url="http://data.yt8m.org/yt8m_pca.tgz",
+    description="YouTube-8M visual PCA (Inception pool_3 2048 -> 1024)",
+    members=RGB_FILES,
+    check=lambda folder: load_rgb_pca(folder) and None,
+)
+VGGISH_PCA = Asset(
+    filename=AUDIO_NPZ,
+    url=f"https://storage.googleapis.com/audioset/{AUDIO_NPZ}",
+    description="AudioSet VGGish PCA + whitening (128 -> 128)",
+    accepted=(AUDIO_PTH,),
+    check=lambda path: load_audio_pca(path) and None,
+)
+VGGISH_PCA_TORCH = Asset(  # accepted in place of VGGISH_PCA; not downloaded by default
+    filename=AUDIO_PTH,
+    url=f"https://github.com/harritaylor/torchvggish/releases/download/v0.1/{AUDIO_PTH}",
+    sha256="970ea276",
+    description="VGGish PCA parameters, PyTorch port",
+)
+PCA_ASSETS = (YT8M_PCA, VGGISH_PCA)
 
 
 @dataclass
@@ -104,9 +129,16 @@ def apply_audio_pca(params: PCAParams, feats128: Any) -> Any:
     return params.audio.apply(feats128)
 
 
-def _missing(pca_dir: str, names: list[str]) -> UsageError:
-    from .assets import pca_missing_message  # the asset list imports this module
+def pca_missing_message(pca_dir: str, names: list[str]) -> str:
+    """What `load_pca` says when files are missing: the published files, and fit-pca."""
+    return (f"PCA parameters missing in {pca_dir}: {', '.join(names)}.\n"
+            + missing_message(PCA_ASSETS, [pca_dir])
+            + f"\nOr fit your own with `python pipeline.py fit-pca --videos DIR` "
+              f"(`{DOWNLOAD_HINT}` puts the published ones in {DEFAULT_PCA_DIR}/ by default; "
+              "pass --pca-dir to use another folder).")
 
+
+def _missing(pca_dir: str, names: list[str]) -> UsageError:
     return UsageError(pca_missing_message(pca_dir, names))
 
 

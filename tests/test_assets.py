@@ -19,12 +19,13 @@ import pytest
 
 from conftest import ROOT, run_pipeline
 from extract import assets as extract_assets
+from extract import pca as extract_pca
 from http_mirror import mirror  # noqa: F401 - a fixture
 from model.apps.pretrained import pretrained_dir, published_assets
 from paddle_reference import random_params, write_pdparams
 from test_dataset_download import official_vocabulary_csv
 from test_paddle_convert import SMALL, _vocab
-from yt8m import assets
+from yt8m import assets, vocabulary
 from yt8m.assets import Asset, FetchFailed, cache_dir, fetch, find_asset
 from yt8m.errors import UsageError
 from yt8m.inventory import Placed, run
@@ -143,7 +144,7 @@ def test_fetch_connection_refused_is_an_offline_error(tmp_path):
 
 def test_fetch_unpacks_archive_members_and_checks_them(mirror, tmp_path):
     mirror.files["/yt8m_pca.tgz"] = pca_tgz()
-    asset = dataclasses.replace(extract_assets.YT8M_PCA, url=f"{mirror.url}/yt8m_pca.tgz")
+    asset = dataclasses.replace(extract_pca.YT8M_PCA, url=f"{mirror.url}/yt8m_pca.tgz")
     assert fetch(asset, str(tmp_path), quiet=True) == str(tmp_path)
     assert sorted(n for n in os.listdir(tmp_path) if not n.startswith(".")) == \
         ["eigenvals.npy", "eigenvecs.npy", "mean.npy"]
@@ -168,7 +169,7 @@ def test_archive_missing_a_member_is_refused(mirror, tmp_path):
 def test_bad_file_on_disk_is_fetched_anew_not_reused(mirror, tmp_path):
     """A file that fails its checksum or structure is never taken for the published one."""
     mirror.files["/vocabulary.csv"] = official_vocabulary_csv()
-    vocab = dataclasses.replace(assets.YT8M_VOCABULARY, url=f"{mirror.url}/vocabulary.csv")
+    vocab = dataclasses.replace(vocabulary.YT8M_VOCABULARY, url=f"{mirror.url}/vocabulary.csv")
     (tmp_path / "vocabulary.csv").write_bytes(official_vocabulary_csv(10))  # a wrong file
     path, fetched = assets.obtain(vocab, str(tmp_path), quiet=True)
     assert fetched and open(path, "rb").read() == official_vocabulary_csv()
@@ -404,10 +405,10 @@ def test_mirror_must_be_a_url_and_dataset_regions_stay(tmp_path):
 
 def test_find_asset_names_files_dirs_and_command(tmp_path):
     with pytest.raises(UsageError) as e:
-        find_asset(extract_assets.YT8M_PCA, [str(tmp_path)])
+        find_asset(extract_pca.YT8M_PCA, [str(tmp_path)])
     msg = str(e.value)
     for text in ("mean.npy", "eigenvals.npy", "eigenvecs.npy", "yt8m_pca.tgz", str(tmp_path),
-                 "python pipeline.py download", extract_assets.YT8M_PCA.url):
+                 "python pipeline.py download", extract_pca.YT8M_PCA.url):
         assert text in msg
 
 
@@ -416,7 +417,7 @@ def test_missing_pca_message_comes_from_the_asset_list(tmp_path):
 
     with pytest.raises(UsageError) as e:
         load_pca(str(tmp_path))
-    for a in extract_assets.PCA_ASSETS:
+    for a in extract_pca.PCA_ASSETS:
         assert a.url in str(e.value) and a.filename in str(e.value)
     assert "vggish_pca_params-970ea276.pth" in str(e.value) and "fit-pca" in str(e.value)
 
@@ -447,7 +448,7 @@ def test_resolve_weights(monkeypatch, tmp_path):
 
 
 def test_torch_hub_checksums_match_the_file_names():
-    for asset in (*extract_assets.WEIGHTS, extract_assets.VGGISH_PCA_TORCH):
+    for asset in (*extract_assets.WEIGHTS, extract_pca.VGGISH_PCA_TORCH):
         assert asset.filename.rsplit("-", 1)[1].split(".")[0] == asset.sha256
 
 

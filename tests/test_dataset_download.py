@@ -133,12 +133,12 @@ def official_vocabulary_csv(classes: int = 3862) -> bytes:
 def test_vocabulary_download_and_use_by_import(mirror, tmp_path, monkeypatch):
     import dataclasses
 
-    from yt8m import assets
+    from yt8m import vocabulary
     from yt8m.vocabulary import YT8M_NAME, Vocabulary, download_official
 
     mirror.files["/csv/2/vocabulary.csv"] = official_vocabulary_csv()
-    monkeypatch.setattr(assets, "YT8M_VOCABULARY", dataclasses.replace(
-        assets.YT8M_VOCABULARY, url=f"{mirror.url}/csv/2/vocabulary.csv"))
+    monkeypatch.setattr(vocabulary, "YT8M_VOCABULARY", dataclasses.replace(
+        vocabulary.YT8M_VOCABULARY, url=f"{mirror.url}/csv/2/vocabulary.csv"))
     cache = tmp_path / "cache"
     path = download_official(str(cache), quiet=True)
     vocab = Vocabulary.load(path)

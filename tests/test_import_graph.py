@@ -12,13 +12,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 _SKIP = {"runs", "data", "docs", "demo_out", "pca_params", "__pycache__"}
 
-# Circles not yet broken, each through one lazy import: listed so that no other joins
-# them, and the test fails once one is gone, so that it leaves this list too.
-REMAINING = [
-    ["extract.assets", "extract.pca"],  # pca's missing-file message names the PCA assets
-    ["yt8m.assets", "yt8m.vocabulary"],  # the vocabulary asset's check reads a Vocabulary
-]
-
 
 def project_modules(root: Path) -> dict[str, Path]:
     """Module name -> file: packages and scripts at the root by their dotted names, the
@@ -121,12 +114,12 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_the_projects_modules_import_in_no_new_circle():
+def test_the_projects_modules_import_in_no_circle():
     modules = project_modules(ROOT)
     assert {"pipeline", "extract.decode", "extract.decode.pyav", "model.training.train"} <= set(modules)
     graph = import_graph(modules)
     assert "extract.decode.frame_rule" in graph["extract.decode.pyav"]
-    assert sorted(circles(graph)) == REMAINING
+    assert circles(graph) == []
 
 
 def test_a_circle_is_found_also_through_a_lazy_import(tmp_path):

@@ -279,26 +279,6 @@ def _unpack(asset: Asset, archive: str, dest_dir: str, url: str) -> None:
                           f"{url}: the archive lacks {', '.join(sorted(wanted - found))}")
 
 
-def _official_vocabulary(path: str) -> None:
-    from .vocabulary import YT8M_NAME, YT8M_NUM_CLASSES, Vocabulary
-
-    vocab = Vocabulary.load(path)
-    if vocab.name != YT8M_NAME:
-        raise UsageError(f"{len(vocab)} classes and no KnowledgeGraphId column; the official "
-                         f"file has {YT8M_NUM_CLASSES}")
-
-
-# The official vocabulary, shared by import-yt8m, training and classification. Served by
-# Google's site (no Git history to pin); no checksum is published: checked by structure.
-YT8M_VOCABULARY = Asset(
-    filename="vocabulary.csv",
-    url="https://research.google.com/youtube8m/csv/2/vocabulary.csv",
-    description="YouTube-8M 2018 vocabulary, 3862 classes: the labels' names",
-    purpose=LABELS,
-    check=_official_vocabulary,
-)
-
-
 @dataclass(frozen=True)
 class Weights:
     """Pretrained weights as data, next to the model that loads them (torchvision-style):

@@ -14,6 +14,7 @@ import io
 import os
 from dataclasses import dataclass, field
 
+from .assets import LABELS, Asset, cache_dir, fetch
 from .atomic import replacing
 from .errors import UsageError
 
@@ -131,8 +132,6 @@ class Vocabulary:
     def official(cls, search_dirs: list[str] | None = None) -> "Vocabulary":
         """The official vocabulary with names when a `vocabulary.csv` of it is in one of
         `search_dirs` (default: the download cache), else `official_unnamed()`."""
-        from .assets import cache_dir
-
         for d in search_dirs if search_dirs is not None else [cache_dir()]:
             path = os.path.join(d, FILENAME)
             if os.path.isfile(path):
@@ -142,10 +141,27 @@ class Vocabulary:
         return cls.official_unnamed()
 
 
+def _official_vocabulary(path: str) -> None:
+    """The structure check of the downloaded file: the official 3862 classes, named."""
+    vocab = Vocabulary.load(path)
+    if vocab.name != YT8M_NAME:
+        raise UsageError(f"{len(vocab)} classes and no KnowledgeGraphId column; the official "
+                         f"file has {YT8M_NUM_CLASSES}")
+
+
+# The official vocabulary, shared by import-yt8m, training and classification. Served by
+# Google's site (no Git history to pin); no checksum is published: checked by structure.
+YT8M_VOCABULARY = Asset(
+    filename=FILENAME,
+    url="https://research.google.com/youtube8m/csv/2/vocabulary.csv",
+    description="YouTube-8M 2018 vocabulary, 3862 classes: the labels' names",
+    purpose=LABELS,
+    check=_official_vocabulary,
+)
+
+
 def download_official(dest_dir: str | None = None, quiet: bool = False,
                       mirror: str | None = None) -> str:
-    """Fetch YouTube-8M's vocabulary.csv (yt8m.assets.YT8M_VOCABULARY) into dest_dir
-    (default: the cache), checked to be the 3862-class official one (FetchFailed if not)."""
-    from . import assets
-
-    return assets.fetch(assets.YT8M_VOCABULARY, dest_dir or assets.cache_dir(), quiet, mirror)
+    """Fetch YouTube-8M's vocabulary.csv (YT8M_VOCABULARY) into dest_dir (default: the
+    cache), checked to be the 3862-class official one (FetchFailed if not)."""
+    return fetch(YT8M_VOCABULARY, dest_dir or cache_dir(), quiet, mirror)
