@@ -360,9 +360,9 @@ def _encode(args: list[str], out: str) -> str:
 
 
 def test_oversized_and_growing_clips_are_refused_without_allocating_their_frames(guarded, tmp_path):
-    """One 8000x8000 frame is 96 MB in YUV and 192 MB as RGB: six such clips at once, refused
-    from their headers or when their frames grow mid-stream, raise the server's peak memory
-    by less than one such frame."""
+    """One 8000x8000 frame is 96 MB in YUV and 192 MB as RGB: four such clips at once, refused
+    from their headers, and meanwhile two whose frames grow to that mid-stream (one after the
+    other: this server's queue holds one), raise its peak memory by less than one such frame."""
     base, _, uploads, _, pid = guarded
     huge = _encode(["-f", "lavfi", "-i", "color=c=red:s=8000x8000:r=1:d=2"], str(tmp_path / "huge.mp4"))
     small = _encode(["-f", "lavfi", "-i", "testsrc=s=160x120:r=5:d=1", "-bsf:v", "h264_mp4toannexb"],
@@ -371,11 +371,13 @@ def test_oversized_and_growing_clips_are_refused_without_allocating_their_frames
                     str(tmp_path / "grown.ts"))
     growing = tmp_path / "growing.ts"  # 160x120 for a second, then 8000x8000
     growing.write_bytes(open(small, "rb").read() + open(grown, "rb").read())
+    _wait_until_idle(base)  # the one-place queue must be free for the growing clips
     with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
     start = _memory_kb(pid, "VmRSS")
-    with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda p: _post(base, p), [huge] * 4 + [str(growing)] * 2))
+    with ThreadPoolExecutor(5) as pool:
+        growing_answers = pool.submit(lambda: [_post(base, str(growing)) for _ in range(2)])
+        answers = list(pool.map(lambda p: _post(base, p), [huge] * 4)) + growing_answers.result()
     assert [a.status_code for a in answers[:4]] == [413] * 4, [a.text for a in answers]
     assert "8000x8000" in answers[0].json()["detail"]
     # The growing clip is refused from the headers when the probe reads as far as its growth
