@@ -163,12 +163,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .pretrained import resolve_model
 
+    from yt8m.errors import NoUsableData, Problem
     from yt8m.report import Report
 
-    from model.training.data import NoUsableData
-
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
-    damaged: list[tuple[str, str]] = []
+    damaged: list[Problem] = []
     try:
         result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k,
                           args.quiet, damaged)
@@ -176,8 +175,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result, damaged = {}, e.damaged
         print(f"evaluate: {e}; no metrics were computed.", file=sys.stderr)
     report = Report("evaluate")
-    for where, why in damaged:
-        report.reject(where, f"damaged, left out: {why}")
+    for problem in damaged:
+        report.add(problem, "damaged, left out")
     if args.json and result:
         print(json.dumps(result))
     else:
