@@ -12,11 +12,11 @@ from __future__ import annotations
 import glob
 import os
 
-from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
+from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 from .shards import ShardSource
 from .tfrecords import RecordSource
 
-__all__ = ["DataSource", "RecordSource", "ShardSource", "SourceVideo", "StreamPlan",
+__all__ = ["DataSource", "RecordSource", "ShardSource", "SourceVideo", "Storage", "StreamPlan",
            "TrainingFeed", "is_records", "open_source"]
 
 

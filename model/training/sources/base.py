@@ -3,8 +3,8 @@
 A `DataSource` is one data set: HDF5 shards (`sources/shards.py`) or the official
 YouTube-8M TFRecords read directly (`sources/tfrecords.py`); `open_source` picks
 one from the path. Every source says how its features were made (`meta`: kind,
-representation, vocabulary, provenance), how many videos it holds, reads them in
-order (`read`, `batches`), streams them shuffled for training, resumably
+representation, vocabulary, provenance), how many videos it holds in how many files
+(`storage`), reads them in order (`read`, `batches`), streams them shuffled for training, resumably
 (`training_feed`), and reports what it could not read as a `Problem` (kind DAMAGED),
 never by raising: a damaged input is named and the job goes on without it.
 """
@@ -30,6 +30,15 @@ class SourceVideo:
 
     where: str
     video: VideoRecord
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The files a source's videos are stored in, as `verify` sums them up."""
+
+    files: int  # the files read (those refused at open not counted)
+    noun: str  # what one is called in messages: "shard", "TFRecord file"
+    unchecked: int = 0  # videos stored without a checksum (format-1 shards): read, not verified
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,10 @@ class DataSource(ABC):
     @property
     @abstractmethod
     def vocabulary(self) -> Vocabulary: ...
+
+    @property
+    @abstractmethod
+    def storage(self) -> Storage: ...
 
     @abstractmethod
     def __len__(self) -> int:

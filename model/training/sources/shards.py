@@ -14,7 +14,7 @@ from yt8m.store import ShardReader, ShardSet
 from yt8m.vocabulary import Vocabulary
 
 from ..data import Batch, EpochBatchSampler, VideoItem, collate, step_seed, video_item
-from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
+from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 
 
 class ShardDataset(Dataset):
@@ -47,6 +47,11 @@ class ShardSource(DataSource):
     @property
     def vocabulary(self) -> Vocabulary:
         return self.shard_set.vocabulary
+
+    @property
+    def storage(self) -> Storage:
+        shards = self.shard_set.shards
+        return Storage(len(shards), "shard", sum(len(r) for r in shards if r.checksums is None))
 
     def __len__(self) -> int:
         return len(self.shard_set)

@@ -35,7 +35,7 @@ from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES, TFRecordReader, record_whe
 from yt8m.vocabulary import Vocabulary
 
 from ..data import Batch, VideoItem, collate, video_item
-from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
+from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 
 SHUFFLE_BUFFER = 1024  # records held for shuffling, per DataLoader worker
 
@@ -59,6 +59,10 @@ class RecordSource(DataSource):
     @property
     def vocabulary(self) -> Vocabulary:
         return self._vocabulary
+
+    @property
+    def storage(self) -> Storage:
+        return Storage(len(self.files), "TFRecord file")  # every record carries its CRCs
 
     def __len__(self) -> int:
         return self.count
