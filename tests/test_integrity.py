@@ -91,6 +91,71 @@ def test_verify_reports_the_damaged_video_by_shard_and_id(damaged_data, tmp_path
     assert run_pipeline("verify", "--data", clean, "--quiet").returncode == 0
 
 
+def _break_record(path: str, record: int) -> int:
+    """A byte in the data of the record-th record of a TFRecord file flipped (its data CRC
+    fails); returns the record's byte offset."""
+    from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES
+    raw = bytearray(open(path, "rb").read())
+    pos = 0
+    for _ in range(record):
+        pos += HEADER_BYTES + int.from_bytes(raw[pos:pos + 8], "little") + FOOTER_BYTES
+    raw[pos + HEADER_BYTES + 10] ^= 0xFF
+    open(path, "wb").write(bytes(raw))
+    return pos
+
+
+@pytest.fixture
+def records(tmp_path) -> str:
+    """24 videos exported as official TFRecords, 8 per file."""
+    from yt8m.exporter import export_tfrecords
+    write_random_frames(str(tmp_path / "src"), 24, num_classes=10)
+    export_tfrecords(str(tmp_path / "src"), str(tmp_path / "records"), videos_per_file=8,
+                     quiet=True)
+    return str(tmp_path / "records")
+
+
+def test_verify_checks_official_tfrecords_naming_a_corrupt_record(records):
+    """verify --data reads TFRecords as train does: intact ones exit 0 (as a folder or a
+    glob); a corrupt record is named by file and byte offset, and the others still read."""
+    for data in (records, os.path.join(records, "*.tfrecord")):
+        intact = run_pipeline("verify", "--data", data, "--quiet")
+        assert intact.returncode == 0, intact.stderr
+        assert "24 video(s) in 3 TFRecord file(s) are intact" in intact.stderr
+    assert not os.path.exists(os.path.join(records, "report-verify.json"))
+    victim = os.path.join(records, "train0001.tfrecord")
+    offset = _break_record(victim, 2)
+    result = run_pipeline("verify", "--data", records, "--quiet")
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.load(open(os.path.join(records, "report-verify.json")))
+    assert [r["input"] for r in report["rejected"]] == [f"{victim} (byte {offset})"]
+    assert report["rejected"][0]["reason"].startswith("damaged: ")
+    assert "CRC" in report["rejected"][0]["reason"] and report["done"] == 23
+
+
+def test_verify_names_every_file_when_none_can_be_read(tmp_path, records):
+    """A shard folder whose only shard is not one, and TFRecords whose every record is
+    corrupt: nothing readable, still each damaged input listed, exit 3 (not a usage error)."""
+    shards = str(tmp_path / "shards")
+    write_random_frames(shards, 8, num_classes=10)
+    [only] = shard_paths(shards)
+    with open(only, "wb") as f:
+        f.write(b"not a shard at all" * 100)
+    result = run_pipeline("verify", "--data", shards, "--quiet")
+    assert result.returncode == 3, result.stderr
+    report = json.load(open(os.path.join(shards, "report-verify.json")))
+    assert [r["input"] for r in report["rejected"]] == [only] and report["done"] == 0
+    for name in sorted(os.listdir(records)):
+        if name.endswith(".tfrecord"):
+            for record in range(8):
+                _break_record(os.path.join(records, name), record)
+    result = run_pipeline("verify", "--data", records, "--quiet")
+    assert result.returncode == 3, result.stderr
+    report = json.load(open(os.path.join(records, "report-verify.json")))
+    assert len(report["rejected"]) == 24
+    assert all(".tfrecord (byte " in r["input"] for r in report["rejected"])
+
+
 def test_training_skips_and_reports_damaged_videos(damaged_data, tmp_path):
     out, path, victim = damaged_data
     result = run_pipeline("train", "--data", out, "--model", "nextvlad", "--clusters", "4",

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from model.training.config import TrainConfig
-from model.training.data import Damage
 from model.training.sources import RecordSource, ShardSource, SourceVideo, open_source
 from model.training.train import Distributed
 from model.training.train_data import check_usable, open_feed
 from model_synthetic import write_prototype_task
+from yt8m.errors import DAMAGED, Problem
 from yt8m.exporter import export_tfrecords
 from yt8m.importer import import_tfrecords
 from yt8m.store import FRAME, ShardReader, shard_paths
@@ -99,8 +99,8 @@ def test_damage_is_reported_in_its_place_by_both_kinds(both, tmp_path):
     _flip_video(shard_file, 5)
     reads = [list(open_source(str(p)).read()) for p in (records, shards)]
     for got in reads:
-        assert len(got) == VIDEOS and isinstance(got[5], Damage)
-        assert sum(isinstance(g, Damage) for g in got) == 1
+        assert len(got) == VIDEOS and isinstance(got[5], Problem)
+        assert sum(isinstance(g, Problem) for g in got) == 1
     assert reads[0][5].where == f"{os.path.join(records, record_file)} (byte {offset})"
     assert "CRC" in reads[0][5].reason
     assert reads[1][5].where.startswith(f"{shard_file}: ") and "CRC32C" in reads[1][5].reason
@@ -109,7 +109,7 @@ def test_damage_is_reported_in_its_place_by_both_kinds(both, tmp_path):
     for path, damaged in ((records, reads[0][5]), (shards, reads[1][5])):
         source = open_source(str(path))
         named = [d for b in source.batches(BATCH, 300) for d in b.damaged]
-        assert named == [damaged.entry]
+        assert named == [damaged] and damaged.kind == DAMAGED
         check_usable(source, "--data")  # a data set with usable videos passes
 
 

@@ -263,7 +263,7 @@ def test_a_validation_set_without_one_usable_video_ends_the_run(tmp_path, random
 def test_an_epoch_without_a_usable_batch_ends_the_feed(damaged_data, workers):
     """The loop's own guard (behind the check at start): one epoch of empty batches, then
     NoUsableData naming every damaged video, with or without loader processes."""
-    from model.training.data import NoUsableData
+    from yt8m.errors import NoUsableData
     from model.training.train import Distributed
     from model.training.sources import open_source
     from model.training.train_data import open_feed

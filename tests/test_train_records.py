@@ -203,7 +203,7 @@ def test_records_without_one_usable_video_end_with_the_report(tmp_path, damage, 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_stream_without_usable_records_ends(tmp_path, workers):
     """The loop's own guard on the endless TFRecord stream (behind the check at start)."""
-    from model.training.data import NoUsableData
+    from yt8m.errors import NoUsableData
     from model.training.train import Distributed
     from model.training.train_data import open_feed
 

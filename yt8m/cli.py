@@ -1,4 +1,4 @@
-"""Commands on shards and the official YouTube-8M data (import-yt8m, export-tfrecord, verify).
+"""Commands on shards and the official YouTube-8M data (import-yt8m, export-tfrecord).
 
 Light at import time: the work is imported inside the run functions, so that
 `pipeline.py --help` stays fast.
@@ -46,17 +46,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_quiet(p)
     p.set_defaults(run=run_export)
 
-    p = commands.add_parser(
-        "verify", help="check every shard and every video's checksum",
-        description="Reads every shard of --data and every video in it, checking each video's "
-                    "CRC32C. Damaged shards and videos are listed in report-verify.json "
-                    "(exit 3); nothing is changed.")
-    p.add_argument("--data", required=True, metavar="DIR", help="shard folder")
-    p.add_argument("--report-dir", default=None, metavar="DIR",
-                   help="where report-verify.json goes (default: the shard folder)")
-    add_quiet(p)
-    p.set_defaults(run=run_verify)
-
 
 def run_import(args: argparse.Namespace) -> int:
     from .errors import UsageError
@@ -76,38 +65,4 @@ def run_export(args: argparse.Namespace) -> int:
     report = export_tfrecords(args.data, args.out, split=args.split,
                               videos_per_file=args.videos_per_file, quiet=args.quiet)
     report.write(args.out)
-    return report.exit_code
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    import os
-    import sys
-
-    from .cli_util import progress
-    from .errors import UsageError
-    from .report import Report
-    from .shard_folder import open_shards
-
-    if not os.path.isdir(args.data):
-        raise UsageError(f"--data {args.data}: no such folder")
-    readers, errors = open_shards(args.data)
-    report = Report("verify")
-    for e in errors:
-        report.add(e.problem)
-    unchecked = 0
-    with progress(total=sum(len(r) for r in readers), desc="verify", quiet=args.quiet,
-                  unit="video") as bar:
-        for reader in readers:
-            unchecked += len(reader) if reader.checksums is None else 0
-            for _ in reader.iter_videos():
-                bar.update(1)
-                report.done += 1
-            for e in reader.damaged:  # bad checksums, or a file changed while being read
-                bar.update(1)
-                report.add(e.problem, "damaged")
-            reader.close()
-    print(f"verify: {report.done} video(s) in {len(readers)} shard(s) are intact"
-          + (f" ({unchecked} in format-1 shards carry no checksum)" if unchecked else "")
-          + (f"; {len(report.rejected)} problem(s)" if report.rejected else ""), file=sys.stderr)
-    report.write(args.report_dir or args.data)
     return report.exit_code

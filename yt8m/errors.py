@@ -2,7 +2,7 @@
 and the one record of an input a job could not use (Problem)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad usage or configuration: nothing (more) was done
@@ -12,18 +12,24 @@ REJECTED = "rejected"  # the input itself cannot be used (not a video, a bad lab
 DAMAGED = "damaged"  # stored data that fails its checks (a checksum, a TFRecord's framing)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Problem:
     """One input a job could not use, as its report lists it (yt8m/report.py): every
     kind of bad input (a rejected video, a damaged stored video, a corrupt record, a
-    file that is not a shard) is turned into one of these, and only these are reported."""
+    file that is not a shard) is turned into one of these, and only these are reported.
+    Problems sort by where, then reason (reports list a set of them in that order)."""
 
     where: str  # the input: a path, "shard: video id", "file (byte N)", a URL
     reason: str
     kind: str = REJECTED  # REJECTED or DAMAGED
+    detail: str = ""  # the whole sentence, what to do included, where the reader gave one
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
+
+    def in_full(self) -> "Problem":
+        """This problem with its whole sentence (`detail`, where there is one) as the reason."""
+        return replace(self, reason=self.detail, detail="") if self.detail else self
 
 
 class UsageError(Exception):
@@ -44,6 +50,18 @@ class ShardError(UsageError):
     @property
     def problem(self) -> Problem:
         return Problem(self.path, self.reason)
+
+
+class NoUsableData(UsageError):
+    """A data set, or a whole pass over it, without one usable video: every input met was
+    damaged (`damaged`, each as its Problem). Training, evaluation and verify end there and
+    report the damage (exit 3); a command that does not report it stops with its message
+    (exit 2)."""
+
+    def __init__(self, what: str, damaged: list[Problem]):
+        super().__init__(f"{what}: no usable video; every input read ({len(damaged)}) is "
+                         "damaged, so nothing can be learned or measured from it")
+        self.damaged = damaged
 
 
 class DiskFull(UsageError):
@@ -69,7 +87,7 @@ class DamagedVideo(ShardError):
 
     @property
     def problem(self) -> Problem:
-        return Problem(f"{self.path}: {self.video_id}", self.why, DAMAGED)
+        return Problem(f"{self.path}: {self.video_id}", self.why, DAMAGED, self.reason)
 
 
 class UnreadableVideo(DamagedVideo):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .atomic import write_json
 from .errors import EXIT_OK, EXIT_PARTIAL, Problem
@@ -25,7 +25,7 @@ class Report:
         """Report one input the job could not use. `outcome` heads its reason in the list
         (e.g. "damaged, skipped"), saying what the job did with it."""
         if outcome:
-            problem = Problem(problem.where, f"{outcome}: {problem.reason}", problem.kind)
+            problem = replace(problem, reason=f"{outcome}: {problem.reason}")
         self.problems.append(problem)
         print(f"rejected: {problem}", file=sys.stderr)
 

@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from .atomic import fsync_dir, publish, staged
-from .errors import DamagedVideo, ShardError, UsageError
+from .errors import DamagedVideo, NoUsableData, ShardError, UsageError
 from .record import VideoRecord
 from .shard_reader import ShardReader
 from .shard_writer import SUFFIX, write_shard
@@ -73,7 +73,8 @@ class ShardSet:
     """All shards of a folder as one indexable collection of videos.
 
     Refuses folders whose shards were made differently from each other, and
-    (strict=True) folders holding any damaged shard.
+    (strict=True) folders holding any damaged shard; otherwise the damaged shards are
+    left out, listed in `errors` (NoUsableData when no shard is left).
     """
 
     def __init__(self, data_dir: str, strict: bool = True):
@@ -84,6 +85,9 @@ class ShardSet:
         self.shards, self.errors = open_shards(data_dir)
         if self.errors and strict:
             raise self.errors[0]
+        if self.errors and not self.shards:  # every file refused: each one named
+            raise NoUsableData(f"{data_dir} ({len(self.errors)} shard file(s))",
+                               [e.problem for e in self.errors])
         if not self.shards:
             raise UsageError(f"{data_dir}: no shards (*.h5) here. Make them first with "
                              "`python pipeline.py extract --videos DIR` or `import-yt8m`.")

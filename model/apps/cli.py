@@ -1,5 +1,5 @@
-"""Commands of the model stage: train, evaluate, download, convert-checkpoint (classify,
-predict and serve live in `inference_cli`).
+"""Commands of the model stage: verify, train, evaluate, download, convert-checkpoint
+(classify, predict and serve live in `inference_cli`).
 
 Imports nothing heavy at module level, so `pipeline.py --help` stays fast.
 """
@@ -26,6 +26,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     from model.architectures.config import ModelConfig
     from model.training.config import TrainConfig
 
+    _add_verify(commands)
     p = commands.add_parser(
         "train", help="train a model on shards; writes a run folder and points runs/latest at it",
         description="Train NeXtVLAD (default) or a baseline on frame-level shards, or a "
@@ -64,6 +65,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_evaluate)
     _add_download(commands)
     _add_convert(commands)
+
+
+def _add_verify(commands: argparse._SubParsersAction) -> None:
+    from yt8m.cli_util import add_quiet
+
+    p = commands.add_parser(
+        "verify", help="check every video's checksum, in shards or official TFRecords",
+        description="Reads every video of --data, checking it as train, evaluate and predict "
+                    "read it: in shards, each file and each video's CRC32C; in official "
+                    "TFRecords (a folder of *.tfrecord or a glob), each record's CRCs and "
+                    "its parse. Damaged files, videos and records are listed in "
+                    "report-verify.json (exit 3); nothing is changed.")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="shard folder, or TFRecords (a folder of *.tfrecord or a quoted glob)")
+    p.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="where report-verify.json goes (default: the data's folder)")
+    add_quiet(p)
+    p.set_defaults(run=run_verify)
 
 
 def _add_download(commands: argparse._SubParsersAction) -> None:
@@ -163,12 +182,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .pretrained import resolve_model
 
+    from yt8m.errors import NoUsableData, Problem
     from yt8m.report import Report
 
-    from model.training.data import NoUsableData
-
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
-    damaged: list[tuple[str, str]] = []
+    damaged: list[Problem] = []
     try:
         result = evaluate(loaded, args.data, args.batch_size, args.workers, args.top_k,
                           args.quiet, damaged)
@@ -176,8 +194,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         result, damaged = {}, e.damaged
         print(f"evaluate: {e}; no metrics were computed.", file=sys.stderr)
     report = Report("evaluate")
-    for where, why in damaged:
-        report.reject(where, f"damaged, left out: {why}")
+    for problem in damaged:
+        report.add(problem, "damaged, left out")
     if args.json and result:
         print(json.dumps(result))
     else:
@@ -188,6 +206,53 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if damaged:
         print(f"evaluate: {len(damaged)} damaged video(s) left out of the metrics; see "
               f"{report.write(args.report_dir)}", file=sys.stderr)
+    return report.exit_code
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Every video of the data read once, through the interface train, evaluate and predict
+    use: a damaged one is reported in its place, and reading goes on."""
+    import os
+    import sys
+
+    from yt8m.cli_util import progress
+    from yt8m.errors import DAMAGED, NoUsableData, Problem
+    from yt8m.report import Report
+
+    from model.training.sources import open_source
+
+    report = Report("verify")
+    out = args.report_dir or (args.data if os.path.isdir(args.data)
+                              else os.path.dirname(args.data) or ".")  # a glob's folder
+
+    def add(problem: Problem) -> None:  # a file refused whole is named as it was refused
+        report.add(problem, "damaged" if problem.kind == DAMAGED else "")
+
+    try:
+        source = open_source(args.data, strict=False)
+    except NoUsableData as e:  # not one file or record could be read: each is listed
+        for problem in e.damaged:
+            add(problem)
+        print(f"verify: no usable video in {args.data}; {len(report.problems)} problem(s)",
+              file=sys.stderr)
+        report.write(out)
+        return report.exit_code
+    with source, progress(total=len(source), desc="verify", quiet=args.quiet,
+                          unit="video") as bar:
+        for problem in source.refused:
+            add(problem)
+        for got in source.read():
+            bar.update(1)
+            if isinstance(got, Problem):
+                add(got)
+            else:
+                report.done += 1
+    stored = source.storage
+    print(f"verify: {report.done} video(s) in {stored.files} {stored.noun}(s) are intact"
+          + (f" ({stored.unchecked} in format-1 shards carry no checksum)"
+             if stored.unchecked else "")
+          + (f"; {len(report.problems)} problem(s)" if report.problems else ""), file=sys.stderr)
+    report.write(out)
     return report.exit_code
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from yt8m.errors import RejectedInput, UsageError
+from yt8m.errors import Problem, RejectedInput, UsageError
 from yt8m.iterate import batched
 from yt8m.representation import Representation, dequantize
 from yt8m.store import VideoRecord
@@ -225,7 +225,7 @@ class Classifier:
 @dataclass
 class PredictSummary:
     videos: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (shard, reason)
+    rejected: list[Problem] = field(default_factory=list)  # damaged or duplicate inputs
 
 
 def _videos(source: DataSource, summary: PredictSummary) -> Iterator[tuple[str, VideoRecord]]:
@@ -235,7 +235,7 @@ def _videos(source: DataSource, summary: PredictSummary) -> Iterator[tuple[str, 
         if isinstance(got, SourceVideo):
             yield got.where, got.video
         else:
-            summary.rejected.append((got.where, got.message))
+            summary.rejected.append(got)
 
 
 def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size: int = 64,
@@ -252,7 +252,7 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
 
     source = open_source(data_dir, strict=False)
     check_compatible(loaded, source)
-    summary = PredictSummary(rejected=[(d.where, d.message) for d in source.refused])
+    summary = PredictSummary(rejected=list(source.refused))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = f"{out_path}.partial"
     seen: set[str] = set()
@@ -265,8 +265,8 @@ def predict_to_csv(loaded: LoadedModel, data_dir: str, out_path: str, batch_size
                 probs = predict_records(loaded, [v for _, v in batch])
                 for (where, video), p in zip(batch, probs):
                     if video.id in seen:  # the same video twice: its first copy wins
-                        summary.rejected.append((f"{where}: {video.id}",
-                                                 "duplicate video id; predicted once"))
+                        summary.rejected.append(Problem(f"{where}: {video.id}",
+                                                        "duplicate video id; predicted once"))
                         continue
                     seen.add(video.id)
                     writer.writerow((video.id, kaggle_pairs(p, top_k)))

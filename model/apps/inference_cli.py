@@ -227,8 +227,8 @@ def run_predict(args: argparse.Namespace) -> int:
     summary = predict_to_csv(loaded, args.data, args.out, args.batch_size, args.top_k,
                              quiet=args.quiet)
     report = Report("predict", done=summary.videos)
-    for name, reason in summary.rejected:
-        report.reject(name, reason)
+    for problem in summary.rejected:  # a damaged video told in full: what to do included
+        report.add(problem.in_full())
     report.write(os.path.dirname(os.path.abspath(args.out)))
     print(f"{summary.videos} videos -> {args.out}", file=sys.stderr)
     return report.exit_code

@@ -1,5 +1,6 @@
-"""Videos -> batches: the model's view of a video, padding collate, a resumable shuffling
-batch sampler, and the record of an input that could not be read.
+"""Videos -> batches: the model's view of a video, padding collate and a resumable shuffling
+batch sampler. An input that could not be read is a `yt8m.errors.Problem` (kind
+DAMAGED), named where it was met and never trained on.
 
 Frames stay uint8 all the way to the device (a quarter of float32's bytes through
 worker pipes and host-to-device copies); `to_device` dequantizes them there.
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from yt8m.errors import DamagedVideo, UsageError
+from yt8m.errors import Problem
 from yt8m.representation import dequantize
 from yt8m.store import VideoRecord
 
@@ -28,7 +29,7 @@ class Batch:
     mask: torch.Tensor | None
     labels: torch.Tensor  # float multi-hot [B, C]
     index: torch.Tensor  # positions in the data set (shards; -1 for TFRecords)
-    damaged: tuple[tuple[str, str], ...] = ()  # (where, why) of inputs left out of the batch
+    damaged: tuple[Problem, ...] = ()  # the inputs left out of the batch
 
     def __len__(self) -> int:
         return self.rgb.shape[0]
@@ -36,44 +37,6 @@ class Batch:
     def pin_memory(self) -> "Batch":
         return Batch(*(t.pin_memory() if t is not None else None for t in
                        (self.rgb, self.audio, self.mask, self.labels, self.index)), self.damaged)
-
-
-@dataclass(frozen=True)
-class Damage:
-    """An input met while reading that could not be used: reported, never trained on.
-
-    `where` names it (a shard file; "shard: video id"; "file (byte N)" in TFRecords),
-    `reason` says what is wrong; `detail` is the whole sentence (with what to do) where
-    the reader gave one.
-    """
-
-    where: str
-    reason: str
-    detail: str = ""
-
-    @classmethod
-    def of_video(cls, e: DamagedVideo) -> "Damage":
-        return cls(f"{e.path}: {e.video_id}", e.why, e.reason)
-
-    @property
-    def entry(self) -> tuple[str, str]:
-        """(where, why), as reports and NoUsableData list it."""
-        return self.where, self.reason
-
-    @property
-    def message(self) -> str:
-        return self.detail or self.reason
-
-
-class NoUsableData(UsageError):
-    """A data set, or a whole pass over it, without one usable video: every input met was
-    damaged. Training and evaluation end there and report the damage (exit 3); a command
-    that does not report it stops with its message (exit 2)."""
-
-    def __init__(self, what: str, damaged: list[tuple[str, str]]):
-        super().__init__(f"{what}: no usable video; every input read ({len(damaged)}) is "
-                         "damaged, so nothing can be learned or measured from it")
-        self.damaged = damaged
 
 
 def multi_hot(label_ids: np.ndarray, num_classes: int) -> np.ndarray:
@@ -122,8 +85,8 @@ def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
 
 def collate(items: list) -> Batch:
     """Pad frame-level videos to the longest in the batch; stack video-level ones.
-    Damaged inputs (Damage) are left out and named in `Batch.damaged`."""
-    damaged = tuple(it.entry for it in items if isinstance(it, Damage))
+    Damaged inputs (their Problem) are left out and named in `Batch.damaged`."""
+    damaged = tuple(it for it in items if isinstance(it, Problem))
     items = [it for it in items if isinstance(it, VideoItem)]
     if not items:
         empty = torch.zeros(0)

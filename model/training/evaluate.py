@@ -11,11 +11,11 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from yt8m.errors import UsageError
+from yt8m.errors import NoUsableData, Problem, UsageError
 from yt8m.store import FRAME, VIDEO, ShardMeta
 
 from .checkpoint import LoadedModel
-from .data import NoUsableData, pad_frames, to_device
+from .data import pad_frames, to_device
 from .metrics import TOP_K, MetricsAccumulator, segment_map
 from .sources import DataSource, SourceVideo, open_source
 
@@ -41,7 +41,8 @@ def check_compatible(loaded: LoadedModel, shards: DataSource) -> None:
 @torch.no_grad()
 def predict_shards(model: torch.nn.Module, shards: DataSource, device: torch.device, batch_size: int,
                    max_frames: int, workers: int = 0, autocast=None, quiet: bool = True,
-                   accumulator: MetricsAccumulator | None = None, damaged: list | None = None):
+                   accumulator: MetricsAccumulator | None = None,
+                   damaged: list[Problem] | None = None):
     """Every video's probabilities, in the data's order: (predictions [N, C], labels [N, C]).
 
     With an accumulator the batches go into it instead and nothing is kept. Damaged
@@ -51,7 +52,7 @@ def predict_shards(model: torch.nn.Module, shards: DataSource, device: torch.dev
     was_training = model.training
     model.eval()
     predictions, labels = [], []
-    met: list[tuple[str, str]] = []  # the damaged inputs
+    met: list[Problem] = []  # the damaged inputs
     used = 0
     with progress(total=len(shards), desc="evaluate", quiet=quiet, unit="video") as bar:
         for batch in shards.batches(batch_size, max_frames, workers):
@@ -103,7 +104,8 @@ def segment_entries(loaded: LoadedModel, shards: DataSource, quiet: bool = True)
 
 
 def evaluate(loaded: LoadedModel, data_dir: str, batch_size: int = 64, workers: int = 0,
-             top_k: int = TOP_K, quiet: bool = True, damaged: list | None = None) -> dict[str, float]:
+             top_k: int = TOP_K, quiet: bool = True,
+             damaged: list[Problem] | None = None) -> dict[str, float]:
     """The metrics of a loaded model on shards or TFRecords (refused if made differently).
     Damaged videos are left out of the metrics and named in `damaged`."""
     with open_source(data_dir) as data:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from yt8m.cli_util import resolve_device
-from yt8m.errors import UsageError
+from yt8m.errors import NoUsableData, Problem, UsageError
 from yt8m.pca_files import identities
 from yt8m.representation import check_max_frames
 
@@ -31,7 +31,7 @@ from . import checkpoint as ckpt
 from . import finetune
 from model.architectures.config import ModelConfig, build_model
 from .config import TrainConfig, default_workers
-from .data import Batch, EpochBatchSampler, NoUsableData, step_seed, to_device
+from .data import Batch, EpochBatchSampler, step_seed, to_device
 from .run_log import MetricsLog
 from .sources import DataSource
 from .train_data import check_usable, open_data, open_feed
@@ -130,7 +130,7 @@ class Run:
     per_epoch: int
     total_steps: int
     last_saved: int | None
-    damaged: set[tuple[str, str]] = field(default_factory=set)  # (where, why) of skipped inputs
+    damaged: set[Problem] = field(default_factory=set)  # the inputs skipped
     pointed_latest: bool = False  # runs/latest points here from this process's first checkpoint
     origin: dict[str, str] = field(default_factory=dict)  # a fine-tune's initial model
 
@@ -410,15 +410,15 @@ def train_loop(run: Run, log: "MetricsLog | None", bar) -> None:
                 run.model.train()
 
 
-def report_damage(run_dir: str, damaged: set[tuple[str, str]], main: bool) -> None:
+def report_damage(run_dir: str, damaged: set[Problem], main: bool) -> None:
     """A run that met damaged inputs says so: report-train.json in the run folder."""
     from yt8m.report import Report
 
     if not damaged or not main:
         return
     report = Report("train")
-    for where, why in sorted(damaged):
-        report.reject(where, f"damaged, skipped: {why}")
+    for problem in sorted(damaged):
+        report.add(problem, "damaged, skipped")
     report.write(run_dir)
     print(f"train: the data had {len(damaged)} damaged input(s), left out of training "
           f"(listed in {run_dir}/report-train.json).", file=sys.stderr)
@@ -428,7 +428,7 @@ def _validate(run: Run, log: "MetricsLog") -> dict[str, float]:
     """The metrics on --val at this step; its damaged videos join the run's report."""
     from .evaluate import predict_shards
     from .metrics import all_metrics
-    damaged: list[tuple[str, str]] = []
+    damaged: list[Problem] = []
     try:
         predictions, labels = predict_shards(run.model, run.val, run.device, run.tc.batch_size,
                                              run.tc.max_frames, workers=0, autocast=run.autocast,

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from yt8m.errors import UsageError
+from yt8m.errors import NoUsableData, Problem, UsageError
 from yt8m.store import VIDEO
 
 from model.architectures.config import ModelConfig
 from .config import TrainConfig
-from .data import Damage, NoUsableData
 from .sources import DataSource, StreamPlan, TrainingFeed, open_source
 
 def open_training_data(path: str, what: str) -> DataSource:
@@ -75,16 +74,16 @@ def open_data(tc: TrainConfig, mc: ModelConfig, resumed=None
 def check_usable(data: DataSource, what: str) -> None:
     """NoUsableData (listing every damaged input) unless some video of `data` reads; stops
     at the first that does, so a sound data set costs one read."""
-    damaged: list[tuple[str, str]] = []
+    damaged: list[Problem] = []
     for got in data.read():
-        if not isinstance(got, Damage):
+        if not isinstance(got, Problem):
             return
-        damaged.append(got.entry)
+        damaged.append(got)
     raise NoUsableData(f"{what} {data.data_dir}", damaged)
 
 
 def open_feed(data: DataSource, tc: TrainConfig, ddp, device: torch.device, step: int,
-              per_epoch: int, damaged: set[tuple[str, str]] | None = None) -> TrainingFeed:
+              per_epoch: int, damaged: set[Problem] | None = None) -> TrainingFeed:
     """The batches of a run for this process (`ddp`: its rank among how many), from its
     current step on; the damaged inputs met are collected in `damaged`."""
     plan = StreamPlan(tc.batch_size, tc.seed, step, per_epoch, tc.max_frames, tc.shuffle_buffer,

@@ -2,7 +2,7 @@
 
     source = open_source("data/features")          # or "yt8m/frame/train*.tfrecord"
     source.meta.representation, source.vocabulary, len(source)
-    for got in source.read(): ...                  # SourceVideo, or Damage in its place
+    for got in source.read(): ...                  # SourceVideo, or its Problem in its place
 
 Train, evaluate and predict open their data here and use only `DataSource`
 (`base.py`); what differs between the kinds lives in `shards.py` and `tfrecords.py`.
@@ -12,12 +12,11 @@ from __future__ import annotations
 import glob
 import os
 
-from ..data import Damage
-from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
+from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 from .shards import ShardSource
 from .tfrecords import RecordSource
 
-__all__ = ["DataSource", "Damage", "RecordSource", "ShardSource", "SourceVideo", "StreamPlan",
+__all__ = ["DataSource", "RecordSource", "ShardSource", "SourceVideo", "Storage", "StreamPlan",
            "TrainingFeed", "is_records", "open_source"]
 
 

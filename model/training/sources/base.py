@@ -3,10 +3,10 @@
 A `DataSource` is one data set: HDF5 shards (`sources/shards.py`) or the official
 YouTube-8M TFRecords read directly (`sources/tfrecords.py`); `open_source` picks
 one from the path. Every source says how its features were made (`meta`: kind,
-representation, vocabulary, provenance), how many videos it holds, reads them in
-order (`read`, `batches`), streams them shuffled for training, resumably
-(`training_feed`), and reports what it could not read as `Damage`, never by
-raising: a damaged input is named and the job goes on without it.
+representation, vocabulary, provenance), how many videos it holds in how many files
+(`storage`), reads them in order (`read`, `batches`), streams them shuffled for training, resumably
+(`training_feed`), and reports what it could not read as a `Problem` (kind DAMAGED),
+never by raising: a damaged input is named and the job goes on without it.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from typing import Iterator
 
 import torch
 
+from yt8m.errors import NoUsableData, Problem
 from yt8m.representation import Representation
 from yt8m.store import ShardMeta, VideoRecord
 from yt8m.vocabulary import Vocabulary
 
-from ..data import Batch, Damage, NoUsableData
+from ..data import Batch
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,15 @@ class SourceVideo:
 
     where: str
     video: VideoRecord
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The files a source's videos are stored in, as `verify` sums them up."""
+
+    files: int  # the files read (those refused at open not counted)
+    noun: str  # what one is called in messages: "shard", "TFRecord file"
+    unchecked: int = 0  # videos stored without a checksum (format-1 shards): read, not verified
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class DataSource(ABC):
 
     data_dir: str  # the path it was opened from, for messages
     meta: ShardMeta  # kind, representation and vocabulary; `meta.extra`: provenance
-    refused: list[Damage]  # inputs refused when the source was opened (damaged shard files)
+    refused: list[Problem]  # inputs refused when the source was opened (damaged shard files)
 
     @property
     def kind(self) -> str:
@@ -71,13 +81,17 @@ class DataSource(ABC):
     @abstractmethod
     def vocabulary(self) -> Vocabulary: ...
 
+    @property
+    @abstractmethod
+    def storage(self) -> Storage: ...
+
     @abstractmethod
     def __len__(self) -> int:
         """Videos in the data set (damaged ones included)."""
 
     @abstractmethod
-    def read(self) -> Iterator[SourceVideo | Damage]:
-        """Every video in order; a damaged one as its Damage, in its place."""
+    def read(self) -> Iterator[SourceVideo | Problem]:
+        """Every video in order; a damaged one as its Problem, in its place."""
 
     @abstractmethod
     def batches(self, batch_size: int, max_frames: int, workers: int = 0) -> Iterator[Batch]:
@@ -85,7 +99,7 @@ class DataSource(ABC):
         damaged ones named in `Batch.damaged`)."""
 
     @abstractmethod
-    def training_feed(self, plan: StreamPlan, damaged: set[tuple[str, str]] | None = None
+    def training_feed(self, plan: StreamPlan, damaged: set[Problem] | None = None
                       ) -> "TrainingFeed":
         """This process's shuffled batches for training, from `plan.step` on."""
 
@@ -107,7 +121,7 @@ class TrainingFeed(ABC):
     NoUsableData names every damaged input met."""
 
     def __init__(self, source: DataSource, plan: StreamPlan,
-                 damaged: set[tuple[str, str]] | None = None):
+                 damaged: set[Problem] | None = None):
         self.source, self.plan = source, plan
         self.damaged = set() if damaged is None else damaged
         self.usable = 0  # batches with videos since the pass began

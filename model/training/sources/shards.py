@@ -7,18 +7,18 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from yt8m.errors import DamagedVideo
+from yt8m.errors import DamagedVideo, Problem
 from yt8m.iterate import batched
 from yt8m.representation import DEFAULT_MAX_FRAMES
 from yt8m.store import ShardReader, ShardSet
 from yt8m.vocabulary import Vocabulary
 
-from ..data import Batch, Damage, EpochBatchSampler, VideoItem, collate, step_seed, video_item
-from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
+from ..data import Batch, EpochBatchSampler, VideoItem, collate, step_seed, video_item
+from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 
 
 class ShardDataset(Dataset):
-    """Video i of a ShardSet -> a VideoItem, or the Damage that it could not be read."""
+    """Video i of a ShardSet -> a VideoItem, or the Problem that it could not be read."""
 
     def __init__(self, shards: ShardSet, max_frames: int = DEFAULT_MAX_FRAMES):
         self.shards, self.max_frames = shards, max_frames
@@ -27,11 +27,11 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.shards)
 
-    def __getitem__(self, i: int) -> VideoItem | Damage:
+    def __getitem__(self, i: int) -> VideoItem | Problem:
         try:
             video = self.shards[i]
         except DamagedVideo as e:  # left out of its batch, counted by the caller
-            return Damage.of_video(e)
+            return e.problem
         return video_item(video, self.num_classes, self.max_frames, i)
 
 
@@ -42,16 +42,21 @@ class ShardSource(DataSource):
     def __init__(self, data_dir: str, strict: bool = True):
         self.shard_set = ShardSet(data_dir, strict=strict)
         self.data_dir, self.meta = data_dir, self.shard_set.meta
-        self.refused = [Damage(e.path, e.reason) for e in self.shard_set.errors]
+        self.refused = [e.problem for e in self.shard_set.errors]
 
     @property
     def vocabulary(self) -> Vocabulary:
         return self.shard_set.vocabulary
 
+    @property
+    def storage(self) -> Storage:
+        shards = self.shard_set.shards
+        return Storage(len(shards), "shard", sum(len(r) for r in shards if r.checksums is None))
+
     def __len__(self) -> int:
         return len(self.shard_set)
 
-    def read(self) -> Iterator[SourceVideo | Damage]:
+    def read(self) -> Iterator[SourceVideo | Problem]:
         """Shard by shard, many videos per disk read; a damaged video in its place."""
         for shard in self.shard_set.shards:
             seen = len(shard.damaged)
@@ -65,7 +70,7 @@ class ShardSource(DataSource):
                                batch_sampler=list(batched(range(len(self)), batch_size)),
                                num_workers=workers))
 
-    def training_feed(self, plan: StreamPlan, damaged: set[tuple[str, str]] | None = None
+    def training_feed(self, plan: StreamPlan, damaged: set[Problem] | None = None
                       ) -> "ShardFeed":
         return ShardFeed(self, plan, damaged)
 
@@ -73,10 +78,10 @@ class ShardSource(DataSource):
         self.shard_set.close()
 
 
-def _damage_since(shard: ShardReader, seen: int) -> Iterator[Damage]:
+def _damage_since(shard: ShardReader, seen: int) -> Iterator[Problem]:
     """The damaged videos the shard's reader noted after the first `seen`; returns the count."""
     for e in shard.damaged[seen:]:
-        yield Damage.of_video(e)
+        yield e.problem
     return len(shard.damaged)
 
 
@@ -85,7 +90,7 @@ class ShardFeed(TrainingFeed):
     An epoch begun whole in which no process read a usable batch ends the run."""
 
     def __init__(self, source: ShardSource, plan: StreamPlan,
-                 damaged: set[tuple[str, str]] | None = None):
+                 damaged: set[Problem] | None = None):
         super().__init__(source, plan, damaged)
         self.epoch, start = divmod(plan.step, plan.per_epoch)
         self.whole_epoch = start == 0  # a resumed run's first epoch is only its rest

@@ -27,15 +27,15 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from yt8m import official
-from yt8m.errors import UsageError
+from yt8m.errors import DAMAGED, NoUsableData, Problem, UsageError
 from yt8m.iterate import batched
 from yt8m.representation import OFFICIAL
 from yt8m.store import ShardMeta, VideoRecord
-from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES, RecordError, TFRecordReader
+from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES, TFRecordReader, record_where
 from yt8m.vocabulary import Vocabulary
 
-from ..data import Batch, Damage, NoUsableData, VideoItem, collate, video_item
-from .base import DataSource, SourceVideo, StreamPlan, TrainingFeed
+from ..data import Batch, VideoItem, collate, video_item
+from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 
 SHUFFLE_BUFFER = 1024  # records held for shuffling, per DataLoader worker
 
@@ -49,68 +49,64 @@ class RecordSource(DataSource):
         kind = next((k for k in map(official.peek_kind, files) if k is not None), None)
         if kind is None:  # listed like any damage (every record read, for the report)
             raise NoUsableData(f"{pattern} ({len(files)} TFRecord file(s))",
-                               [p.entry for p in _problems(files)])
+                               _problems(files))
         self.data_dir, self.files = pattern, files
         self._vocabulary = Vocabulary.official()
         self.meta = ShardMeta(kind, OFFICIAL, self._vocabulary.ref, extra={"source": "tfrecords"})
         self.count = sum(map(count_records, files))  # from the framing alone
-        self.refused: list[Damage] = []  # damage is met, and reported, while reading
+        self.refused: list[Problem] = []  # damage is met, and reported, while reading
 
     @property
     def vocabulary(self) -> Vocabulary:
         return self._vocabulary
 
+    @property
+    def storage(self) -> Storage:
+        return Storage(len(self.files), "TFRecord file")  # every record carries its CRCs
+
     def __len__(self) -> int:
         return self.count
 
-    def read(self) -> Iterator[SourceVideo | Damage]:
+    def read(self) -> Iterator[SourceVideo | Problem]:
         """File by file, record by record; a damaged record or file part in its place."""
         for path in self.files:
             reader, seen = TFRecordReader(path), 0
             for offset, data in reader:
                 seen = yield from _errors_since(reader, seen)
                 video = self.parse(path, offset, data)
-                yield video if isinstance(video, Damage) else SourceVideo(self.data_dir, video)
+                yield video if isinstance(video, Problem) else SourceVideo(self.data_dir, video)
             yield from _errors_since(reader, seen)
 
     def batches(self, batch_size: int, max_frames: int, workers: int = 0) -> Iterator[Batch]:
         """In order, in this process (`workers` is for shards: a file is read sequentially)."""
         num_classes = self.meta.vocabulary.num_classes
-        items = (got if isinstance(got, Damage) else video_item(got.video, num_classes, max_frames)
+        items = (got if isinstance(got, Problem) else video_item(got.video, num_classes, max_frames)
                  for got in self.read())
         return map(collate, batched(items, batch_size))
 
-    def training_feed(self, plan: StreamPlan, damaged: set[tuple[str, str]] | None = None
+    def training_feed(self, plan: StreamPlan, damaged: set[Problem] | None = None
                       ) -> "RecordFeed":
         return RecordFeed(self, plan, damaged)
 
     def close(self) -> None:
         """Nothing held open: every read opens its files."""
 
-    def parse(self, path: str, offset: int, data: bytes) -> VideoRecord | Damage:
+    def parse(self, path: str, offset: int, data: bytes) -> VideoRecord | Problem:
         """One record's video, or what is wrong with it (file, byte offset)."""
         try:
             return official.parse_record(data, self.meta.kind, self.meta.vocabulary.num_classes)
         except official.InvalidRecord as e:
-            return Damage(_where(path, offset), str(e))
+            return Problem(record_where(path, offset), str(e), DAMAGED)
 
 
-def _where(path: str, offset: int) -> str:
-    return f"{path} (byte {offset})"
-
-
-def _damage(e: RecordError) -> Damage:
-    return Damage(_where(e.path, e.offset), e.reason)
-
-
-def _errors_since(reader: TFRecordReader, seen: int) -> Iterator[Damage]:
+def _errors_since(reader: TFRecordReader, seen: int) -> Iterator[Problem]:
     """The framing errors the reader met after the first `seen`; returns the count."""
     for e in reader.errors[seen:]:
-        yield _damage(e)
+        yield e.problem
     return len(reader.errors)
 
 
-def _problems(files: list[str]) -> list[Damage]:
+def _problems(files: list[str]) -> list[Problem]:
     """What is wrong with every record of files in which none could be read."""
     problems = []
     for path in files:
@@ -119,8 +115,8 @@ def _problems(files: list[str]) -> list[Damage]:
             try:
                 official.record_kind(data)
             except official.InvalidRecord as e:
-                problems.append(Damage(_where(path, offset), str(e)))
-        problems += map(_damage, reader.errors)
+                problems.append(Problem(record_where(path, offset), str(e), DAMAGED))
+        problems += [e.problem for e in reader.errors]
     return problems
 
 
@@ -140,7 +136,7 @@ def count_records(path: str) -> int:
 
 
 class StreamingRecords(IterableDataset):
-    """One rank's endless, deterministic stream of VideoItems (and Damage).
+    """One rank's endless, deterministic stream of VideoItems (and Problems for damage).
 
     Epoch e: the files in the order of a permutation seeded by (seed, e); rank r of W
     takes files r, r + W, ...; DataLoader worker k of K takes every K-th of those.
@@ -194,15 +190,15 @@ class StreamingRecords(IterableDataset):
                 held.append((path, offset, data))
                 if len(held) >= self.buffer:
                     yield _take(held, rng)
-            yield from map(_damage, reader.errors)
+            yield from (e.problem for e in reader.errors)
         while held:
             yield _take(held, rng)
 
-    def _item(self, record: tuple[str, int, bytes] | Damage) -> VideoItem | Damage:
-        if isinstance(record, Damage):
+    def _item(self, record: tuple[str, int, bytes] | Problem) -> VideoItem | Problem:
+        if isinstance(record, Problem):
             return record
         video = self.source.parse(*record)
-        return video if isinstance(video, Damage) else \
+        return video if isinstance(video, Problem) else \
             video_item(video, self.source.meta.vocabulary.num_classes, self.max_frames)
 
 
@@ -218,7 +214,7 @@ class RecordFeed(TrainingFeed):
     no epochs to count usable batches in: too long a stretch of unusable inputs ends it."""
 
     def __init__(self, source: RecordSource, plan: StreamPlan,
-                 damaged: set[tuple[str, str]] | None = None):
+                 damaged: set[Problem] | None = None):
         super().__init__(source, plan, damaged)
         if len(source.files) < plan.world_size:
             raise UsageError(f"{source.data_dir} holds {len(source.files)} TFRecord file(s), fewer "
