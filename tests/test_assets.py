@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT, run_pipeline
 from extract import assets as extract_assets
 from model.apps.pretrained import pretrained_dir, published_assets
-from paddle_reference import random_params, write_pdparams
+from synthetic.paddle import random_params, write_pdparams
 from test_dataset_download import official_vocabulary_csv
 from test_paddle_convert import SMALL, _vocab
 from yt8m import assets

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_pipeline
-from media import BAD, GOOD, write_random_pca
+from media import BAD, GOOD
+from synthetic.pca import write_random_pca
 from yt8m.store import ShardSet, done_ids, shard_paths
 from yt8m.vocabulary import Vocabulary
 

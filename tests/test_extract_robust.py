@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT, run_pipeline
-from media import write_random_pca
+from synthetic.pca import write_random_pca
 from yt8m.store import ShardSet, done_ids, shard_paths
 
 COMMON = ["--random-weights", "--max-frames", "5"]

@@ -130,7 +130,7 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_stops_the_job_cleanly_and_keeps_what_was_finished(small_disk, tmp_path):
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -168,7 +168,7 @@ def test_a_full_disk_stops_the_job_cleanly_and_keeps_what_was_finished(small_dis
 
 @pytest.mark.slow
 def test_a_changed_file_is_extracted_again_and_its_stale_copy_replaced(tmp_path):
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -196,7 +196,7 @@ def test_a_changed_file_is_extracted_again_and_its_stale_copy_replaced(tmp_path)
 @pytest.mark.slow
 def test_two_extract_jobs_into_one_folder_lose_nothing(tmp_path):
     """Two `extract` processes, different videos, one --out, at the same time."""
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     pca = write_random_pca(str(tmp_path / "pca"))
     clip = open(os.path.join(sample_clip_dir(), "carphone_distorted.mp4"), "rb").read()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from media import write_random_pca
+from synthetic.pca import write_random_pca
 from yt8m.samples import sample_clip_dir
 from yt8m.store import ShardSet, shard_paths
 
