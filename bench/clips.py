@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import sample_clip_dir
+from yt8m.samples import sample_clip_dir
 
 
 def ffmpeg(*args: str) -> None:

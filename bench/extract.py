@@ -36,7 +36,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from clips import ffmpeg, film_6ch, long_1080p, throughput_clip  # noqa: E402 - after the paths
 
@@ -45,11 +44,11 @@ def throughput(seconds: int, device: str, batch_size: int, workers: int, tmp: st
                repeats: int = 2) -> dict:
     import torch
 
-    from conftest import sample_clip_dir
     from extract.decode import read_audio, read_frames
     from extract.extractor import ExtractConfig, Extractor
     from extract.features import audio_examples, inception_pool3, vggish_fc2
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
+    from yt8m.samples import sample_clip_dir
 
     clip = os.path.join(tmp, f"bbb_720p_{seconds}s.mp4")
     if not os.path.exists(clip):
@@ -110,7 +109,7 @@ def throughput(seconds: int, device: str, batch_size: int, workers: int, tmp: st
 
 
 def peak_rss(videos: str, device: str, tmp: str) -> dict:
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     clip = sorted(os.listdir(videos))[0]
     pca = write_random_pca(os.path.join(tmp, "pca"))
@@ -134,7 +133,7 @@ def ray_ratio(tmp: str, copies: int = 4, repeats: int = 2) -> dict:
     on `copies` copies of the 60 s 720p clip; wall time of each run, best of `repeats`."""
     import shutil
 
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     clip = os.path.join(tmp, "bbb_720p_60s.mp4")
     if not os.path.exists(clip):

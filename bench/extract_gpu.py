@@ -28,7 +28,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 
 def _bench_extract():
@@ -42,7 +41,7 @@ def _bench_extract():
 
 def _extractor(device: str, weights_dir: str | None, tmp: str):
     from extract.extractor import ExtractConfig, Extractor
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     pca = write_random_pca(os.path.join(tmp, "pca"))
     try:

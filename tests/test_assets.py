@@ -20,9 +20,8 @@ import pytest
 from conftest import ROOT, run_pipeline
 from extract import assets as extract_assets
 from extract import pca as extract_pca
-from http_mirror import mirror  # noqa: F401 - a fixture
 from model.apps.pretrained import pretrained_dir, published_assets
-from paddle_reference import random_params, write_pdparams
+from synthetic.paddle import random_params, write_pdparams
 from test_dataset_download import official_vocabulary_csv
 from test_paddle_convert import SMALL, _vocab
 from yt8m import assets, vocabulary

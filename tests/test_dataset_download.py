@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 
-from http_mirror import mirror  # noqa: F401 - a fixture
 from test_tfrecord import frame_level, tf_frame
 from yt8m.dataset_download import download_partition, official_file_name, parse_dataset_shard
 from yt8m.errors import UsageError

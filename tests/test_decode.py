@@ -15,8 +15,7 @@ import pytest
 
 from extract import decode
 from extract.resample import to_mono_16k
-from media import (BAD, GOOD, bad_clips, ffmpeg_frames, ffprobe_pts, good_clips,  # noqa: F401
-                   long_clip, make_unreadable, media_dir)
+from media import BAD, GOOD, ffmpeg_frames, ffprobe_pts, make_unreadable
 from yt8m.errors import RejectedInput
 
 

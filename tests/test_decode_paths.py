@@ -9,11 +9,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import run_pipeline, sample_clip_dir
+from conftest import run_pipeline
 from extract import decode
 from extract.decode.audio import RESAMPLE_MARGIN_S, decode_audio
-from media import write_random_pca
+from synthetic.pca import write_random_pca
 from yt8m.errors import RejectedInput
+from yt8m.samples import sample_clip_dir
 from yt8m.store import ShardSet
 
 

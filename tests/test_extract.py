@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_pipeline
-from media import (BAD, GOOD, bad_clips, good_clips, media_dir,  # noqa: F401
-                   write_random_pca)
+from media import BAD, GOOD
+from synthetic.pca import write_random_pca
 from yt8m.store import ShardSet, done_ids, shard_paths
 from yt8m.vocabulary import Vocabulary
 
@@ -31,7 +31,7 @@ def _ok(proc: subprocess.CompletedProcess, code: int = 0) -> None:
 
 
 @pytest.fixture(scope="session")
-def fitted_pca(media_dir, good_clips) -> str:  # noqa: F811
+def fitted_pca(media_dir, good_clips) -> str:
     videos = os.path.join(media_dir, "fit")
     os.makedirs(videos, exist_ok=True)
     for name in ("avi", "mkv"):
@@ -51,7 +51,7 @@ def fitted_pca(media_dir, good_clips) -> str:  # noqa: F811
 
 
 @pytest.fixture(scope="session")
-def small_videos(media_dir, good_clips) -> str:  # noqa: F811
+def small_videos(media_dir, good_clips) -> str:
     """Five short clips (different containers and codecs) in one folder."""
     d = os.path.join(media_dir, "small")
     os.makedirs(d, exist_ok=True)
@@ -68,8 +68,7 @@ def _contents(out: str) -> dict[str, tuple]:
 
 
 @pytest.mark.slow
-def test_extract_good_and_bad_videos(media_dir, good_clips, bad_clips, fitted_pca,  # noqa: F811
-                                     tmp_path):
+def test_extract_good_and_bad_videos(media_dir, good_clips, bad_clips, fitted_pca, tmp_path):
     videos = os.path.join(media_dir, "videos")
     labels = tmp_path / "labels.csv"
     labels.write_text("video,labels\n"
@@ -134,7 +133,7 @@ def test_extract_good_and_bad_videos(media_dir, good_clips, bad_clips, fitted_pc
     assert {p: os.path.getmtime(p) for p in shard_paths(out)} == before
 
 
-def test_unknown_labels_exit_2_listing_every_bad_row(media_dir, good_clips, tmp_path):  # noqa: F811
+def test_unknown_labels_exit_2_listing_every_bad_row(media_dir, good_clips, tmp_path):
     videos = os.path.join(media_dir, "videos")
     vocab = tmp_path / "vocabulary.csv"
     vocab.write_text(Vocabulary(["Bike", "Forest"]).to_csv())
@@ -157,7 +156,7 @@ def test_unknown_labels_exit_2_listing_every_bad_row(media_dir, good_clips, tmp_
     assert not out.exists() or not glob.glob(str(out / "*.h5"))  # nothing was done
 
 
-def test_missing_weights_or_pca_exit_2_naming_the_files(media_dir, good_clips, tmp_path):  # noqa: F811
+def test_missing_weights_or_pca_exit_2_naming_the_files(media_dir, good_clips, tmp_path):
     videos = os.path.join(media_dir, "videos", "good")
     pca = write_random_pca(str(tmp_path / "pca"))
     proc = run_pipeline("extract", "--videos", videos, "--out", str(tmp_path / "out"),
@@ -222,8 +221,7 @@ def test_shards_split_the_job_disjointly(small_videos, fitted_pca, tmp_path):
 
 # ---------------------------------------------------------------- in-process pieces
 
-def test_list_videos_is_recursive_sorted_and_keeps_non_files(media_dir, good_clips,  # noqa: F811
-                                                              bad_clips):
+def test_list_videos_is_recursive_sorted_and_keeps_non_files(media_dir, good_clips, bad_clips):
     from extract.job import list_videos
 
     ids = list_videos(os.path.join(media_dir, "videos"))
@@ -276,8 +274,7 @@ def test_audio_is_padded_or_cut_to_the_video_length():
     np.testing.assert_allclose(cut[0].numpy(), padded[0].numpy(), atol=1e-5)
 
 
-def test_extractor_api_keeps_order_and_threads_change_nothing(good_clips, bad_clips,  # noqa: F811
-                                                             tmp_path):
+def test_extractor_api_keeps_order_and_threads_change_nothing(good_clips, bad_clips, tmp_path):
     """The in-process API classify/serve use: one Extractor, several calls."""
     from extract.extractor import ExtractConfig, Extractor
     from yt8m.errors import RejectedInput

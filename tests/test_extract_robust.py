@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import ROOT, run_pipeline
-from media import good_clips, media_dir, write_random_pca  # noqa: F401
+from synthetic.pca import write_random_pca
 from yt8m.store import ShardSet, done_ids, shard_paths
 
 COMMON = ["--random-weights", "--max-frames", "5"]
@@ -67,8 +67,7 @@ def read_only_dir(tmp_path):
 @pytest.mark.parametrize("command", ["extract", "fit-pca"])
 @pytest.mark.parametrize("case", ["a file", "under a file", "read-only", "under read-only"])
 def test_unwritable_out_exits_2_before_any_video_is_decoded(command, case, read_only_dir,
-                                                            good_clips, pca_dir,  # noqa: F811
-                                                            tmp_path):
+                                                            good_clips, pca_dir, tmp_path):
     # The empty file comes first: had decoding begun, it would be reported as rejected.
     videos = _link_videos(str(tmp_path / "videos"), {"0empty.mp4": None,
                                                      "clip.avi": good_clips["avi"]})
@@ -95,8 +94,7 @@ def test_unwritable_out_exits_2_before_any_video_is_decoded(command, case, read_
 
 # ------------------------------------------------------------- SIGTERM
 
-def test_sigterm_writes_finished_videos_and_the_rerun_resumes(good_clips, pca_dir,  # noqa: F811
-                                                              tmp_path):
+def test_sigterm_writes_finished_videos_and_the_rerun_resumes(good_clips, pca_dir, tmp_path):
     """Videos a and b are finished (pending in the writer, 16 a shard) once c's rejection
     is printed (results come in order); SIGTERM then must keep them as Ctrl-C does."""
     videos = _link_videos(str(tmp_path / "videos"), {
@@ -136,8 +134,7 @@ def test_sigterm_writes_finished_videos_and_the_rerun_resumes(good_clips, pca_di
 
 # ------------------------------------------------------------- a folder named like a video
 
-def test_folder_named_like_a_video_is_walked_never_rejected(good_clips, pca_dir,  # noqa: F811
-                                                            tmp_path):
+def test_folder_named_like_a_video_is_walked_never_rejected(good_clips, pca_dir, tmp_path):
     from extract.job import list_videos
 
     videos = _link_videos(str(tmp_path / "videos"), {
@@ -159,8 +156,7 @@ def test_folder_named_like_a_video_is_walked_never_rejected(good_clips, pca_dir,
 
 # ------------------------------------------------------------- fit-pca, one at a time
 
-def test_second_fit_pca_into_one_folder_is_refused_naming_the_first(good_clips,  # noqa: F811
-                                                                     tmp_path):
+def test_second_fit_pca_into_one_folder_is_refused_naming_the_first(good_clips, tmp_path):
     """The first run is paused (SIGSTOP) while it holds the folder, so the second one
     surely starts while the first is running, on any machine speed."""
     first = _link_videos(str(tmp_path / "first"), {"a.avi": good_clips["avi"],

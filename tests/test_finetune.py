@@ -188,7 +188,7 @@ def test_published_model_as_start_with_the_fine_tune_defaults(tmp_path):
     layout) in the cache; classes shared by name keep their rows; the settings not given
     take the fine-tune defaults."""
     from model.apps.paddle_nextvlad import convert_file
-    from paddle_reference import random_params, write_pdparams
+    from synthetic.paddle import random_params, write_pdparams
     from test_paddle_convert import SMALL
 
     cache = tmp_path / "cache"

@@ -17,14 +17,15 @@ import sys
 import httpx
 import pytest
 
-from conftest import ROOT, run_pipeline, sample_clip_dir
+from conftest import ROOT, run_pipeline
 from inference_setup import MAX_FRAMES, tiny_model
 from model.training.checkpoint import Checkpoint
 from model.apps.paddle_nextvlad import convert_file
-from paddle_reference import random_params, write_pdparams
+from synthetic.paddle import random_params, write_pdparams
 from test_paddle_convert import SMALL, _vocab
 from test_serve import free_port, wait_until_up
 from yt8m.assets import sha256_of
+from yt8m.samples import sample_clip_dir
 
 pytestmark = pytest.mark.slow
 ENV = {"OMP_NUM_THREADS": "1"}

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from conftest import ROOT, run_measured
-from http_mirror import mirror  # noqa: F401 - a fixture
-from paddle_reference import random_params, write_pdparams, write_python2_pdparams
+from paddle_reference import write_python2_pdparams
+from synthetic.paddle import random_params, write_pdparams
 from test_paddle_convert import SMALL, _vocab_file
 
 MARGIN_MIB = 120  # over the good file's peak; every bomb here would cost gigabytes

@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_pipeline, sample_clip_dir
+from conftest import ROOT, run_pipeline
 from model_synthetic import write_random_frames
 from yt8m.errors import DamagedVideo
 from yt8m.representation import AUDIO_DIM, RGB_DIM
+from yt8m.samples import sample_clip_dir
 from yt8m.store import FRAME, ShardMeta, ShardReader, ShardSet, ShardWriter, VideoRecord, shard_paths
 from yt8m.vocabulary import Vocabulary
 
@@ -194,7 +195,7 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_stops_the_job_cleanly_and_keeps_what_was_finished(small_disk, tmp_path):
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -232,7 +233,7 @@ def test_a_full_disk_stops_the_job_cleanly_and_keeps_what_was_finished(small_dis
 
 @pytest.mark.slow
 def test_a_changed_file_is_extracted_again_and_its_stale_copy_replaced(tmp_path):
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -260,7 +261,7 @@ def test_a_changed_file_is_extracted_again_and_its_stale_copy_replaced(tmp_path)
 @pytest.mark.slow
 def test_two_extract_jobs_into_one_folder_lose_nothing(tmp_path):
     """Two `extract` processes, different videos, one --out, at the same time."""
-    from media import write_random_pca
+    from synthetic.pca import write_random_pca
 
     pca = write_random_pca(str(tmp_path / "pca"))
     clip = open(os.path.join(sample_clip_dir(), "carphone_distorted.mp4"), "rb").read()

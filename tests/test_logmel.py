@@ -16,8 +16,7 @@ import torch
 
 from extract import logmel
 from extract.resample import resample_to_16k, to_mono_16k
-
-from conftest import sample_clip_dir
+from yt8m.samples import sample_clip_dir
 
 CLIP = os.path.join(sample_clip_dir(), "bigbuckbunny.mp4")  # 6-channel 48 kHz AAC
 

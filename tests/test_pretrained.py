@@ -7,12 +7,11 @@ import os
 
 import pytest
 
-from http_mirror import mirror  # noqa: F401 - a fixture
 from conftest import run_pipeline
 from model.training.checkpoint import Checkpoint
 from model.apps.paddle_nextvlad import PADDLE_NEXTVLAD
 from model.apps.pretrained import download_pretrained, pretrained_dir, resolve_model
-from paddle_reference import random_params, write_pdparams
+from synthetic.paddle import random_params, write_pdparams
 from test_paddle_convert import SMALL, _vocab
 from yt8m.errors import UsageError
 

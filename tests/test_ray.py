@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, sample_clip_dir
-from media import write_random_pca
+from conftest import ROOT
+from synthetic.pca import write_random_pca
+from yt8m.samples import sample_clip_dir
 from yt8m.store import ShardSet, shard_paths
 
 pytest.importorskip("ray")
