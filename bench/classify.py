@@ -50,8 +50,8 @@ def make_long_clip(path: str, seconds: int) -> None:
 
 def write_full_size_model(run_dir: str, representation, max_frames: int) -> str:
     """A checkpoint of the paper-size NeXtVLAD with random weights, as `train` writes it."""
-    from model.training.checkpoint import CHECKPOINT, Checkpoint
     from model.architectures.config import ModelConfig, build_model
+    from model.training.checkpoint import CHECKPOINT, Checkpoint
     from yt8m.vocabulary import Vocabulary
 
     mc = ModelConfig("nextvlad", num_classes=3862)
@@ -129,8 +129,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from extract.extractor import ExtractConfig, Extractor
     from extract.pca import fit_pca
+    from model.apps.inference import Classifier, ClassifyOptions
     from model.training.checkpoint import load_for_inference
-    from model.apps.inference import ClassifyOptions, Classifier
     from yt8m.cli_util import resolve_device
 
     device = resolve_device(args.device)

@@ -20,7 +20,6 @@ from .inception import INCEPTION_2015_12_05
 from .pca import PCA_ASSETS
 from .vggish import VGGISH_AUDIOSET
 
-
 WEIGHTS = (INCEPTION_2015_12_05.asset, VGGISH_AUDIOSET.asset)
 
 # The YouTube-8M starter code's test data (feature_extractor/feature_extractor_test.py),

@@ -12,11 +12,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from yt8m.assets import DEFAULT_PCA_DIR
-from yt8m.cli_util import add_device, add_fields, add_quiet, add_part
+from yt8m.cli_util import add_device, add_fields, add_part, add_quiet
 from yt8m.errors import UsageError
 
 from .config import ExtractConfig, ExtractJob
-
 
 BACKBONE_FLAGS = ["weights_dir", "random_weights", "max_frames", "workers", "batch_size",
                   "accept_truncated"]

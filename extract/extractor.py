@@ -34,8 +34,16 @@ from yt8m.representation import Representation
 
 from .config import CPU_BATCH, GPU_BATCH, ExtractConfig
 from .decode import open_video, read_audio
-from .features import (Backbones, audio_examples, inception_pool3, load_backbones,
-                       quantize_audio, quantize_rgb, silent_audio, vggish_fc2)
+from .features import (
+    Backbones,
+    audio_examples,
+    inception_pool3,
+    load_backbones,
+    quantize_audio,
+    quantize_rgb,
+    silent_audio,
+    vggish_fc2,
+)
 from .resize import INCEPTION_SIZE, resize_bilinear_tf1
 
 QUEUE_CHUNKS = 2  # decoded chunks a worker may run ahead of inference, per video

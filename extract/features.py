@@ -29,8 +29,7 @@ import torch
 from yt8m.assets import DEFAULT_PCA_DIR
 from yt8m.errors import UsageError
 from yt8m.record import VideoRecord
-from yt8m.representation import (AUDIO_DIM, DEFAULT_MAX_FRAMES, QUANTIZED_ZERO, Representation,
-                                 quantize)
+from yt8m.representation import AUDIO_DIM, DEFAULT_MAX_FRAMES, QUANTIZED_ZERO, Representation, quantize
 
 from .logmel import SAMPLE_RATE, waveform_to_examples
 

@@ -36,9 +36,18 @@ import numpy as np
 from yt8m.assets import DEFAULT_PCA_DIR, DOWNLOAD_HINT, Asset, missing_message
 from yt8m.atomic import write_json
 from yt8m.errors import UsageError
+from yt8m.pca_files import (
+    AUDIO_NPZ,
+    AUDIO_PTH,
+    FITTED_MARKER,
+    PUBLISHED_AUDIO,
+    PUBLISHED_RGB,
+    RGB_FILES,
+    audio_file,
+    fingerprints,
+    identities,
+)
 from yt8m.representation import AUDIO_DIM, INCEPTION_DIM, RGB_DIM
-from yt8m.pca_files import (AUDIO_NPZ, AUDIO_PTH, FITTED_MARKER, PUBLISHED_AUDIO, PUBLISHED_RGB,
-                            RGB_FILES, audio_file, fingerprints, identities)
 from yt8m.safe_pickle import ArrayBudget, scan_torch_file
 
 EIGENVAL_EPS = 1e-4

@@ -18,7 +18,6 @@ from extract.resample import to_mono_16k
 from media import BAD, GOOD, ffmpeg_frames, ffprobe_pts, make_unreadable
 from yt8m.errors import RejectedInput
 
-
 # ---------------------------------------------------------------- the frame-count rule
 
 def test_frame_count_is_whole_seconds_before_the_end():

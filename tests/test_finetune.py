@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from conftest import run_pipeline
-from model.training.checkpoint import Checkpoint, load_for_inference
 from model.architectures.config import ModelConfig
+from model.training.checkpoint import Checkpoint, load_for_inference
 from model.training.evaluate import evaluate, predict_shards
 from model.training.finetune import is_classifier, shared_classes
+from model.training.sources import open_source
 from model.training.train import TrainConfig, prepare_run, save_checkpoint, train
 from model_synthetic import write_prototype_task, write_random_frames
 from yt8m.assets import sha256_of
 from yt8m.representation import OFFICIAL
-from model.training.sources import open_source
 from yt8m.vocabulary import Vocabulary
 
 torch.set_num_threads(1)

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import ROOT, run_pipeline
 from inference_setup import MAX_FRAMES, tiny_model
-from model.training.checkpoint import Checkpoint
 from model.apps.paddle_nextvlad import convert_file
+from model.training.checkpoint import Checkpoint
 from synthetic.paddle import random_params, write_pdparams
 from test_paddle_convert import SMALL, _vocab
 from test_serve import free_port, wait_until_up

@@ -20,7 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, Measured, run_measured as measure
+from conftest import ROOT, Measured
+from conftest import run_measured as measure
 from model_synthetic import write_random_frames
 from yt8m.errors import DamagedVideo, ShardError, UnreadableVideo
 from yt8m.store import ShardReader, ShardSet, shard_paths

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_pipeline
-from test_tfrecord import crc32c_bitwise, mask, split_frames, tf_frame
-from test_tfrecord import frame_level, video_level
+from test_tfrecord import crc32c_bitwise, frame_level, mask, split_frames, tf_frame, video_level
 from yt8m.exporter import export_tfrecords
 from yt8m.importer import import_tfrecords
 from yt8m.store import FRAME, VIDEO, ShardSet, shard_paths

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.training.checkpoint import load_for_inference
 from model.architectures.config import ModelConfig
+from model.training.checkpoint import load_for_inference
 from model.training.data import EpochBatchSampler, collate
 from model.training.evaluate import evaluate
 from model.training.metrics import all_metrics
@@ -144,12 +144,11 @@ def test_evaluate_on_data_without_one_usable_video_reports_it(trained, tmp_path)
 def test_evaluate_refuses_a_model_without_classes(tmp_path):
     """A model of no classes (trained on unlabelled shards before train refused them): exit 2."""
     from conftest import run_pipeline
-    from model.training.checkpoint import Checkpoint
     from model.architectures.config import build_model
+    from model.training.checkpoint import Checkpoint
+    from test_train import write_unlabelled
     from yt8m.store import FRAME
     from yt8m.vocabulary import Vocabulary
-
-    from test_train import write_unlabelled
 
     data = str(tmp_path / "data")
     write_unlabelled(data, 4)  # the shards such a model was trained on

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import run_pipeline
-from model.training.checkpoint import Checkpoint, load_for_inference
 from model.apps.paddle_nextvlad import PaddleLayout, convert_file, load_pdparams
+from model.training.checkpoint import Checkpoint, load_for_inference
 from paddle_reference import paddle_probabilities, write_python2_pdparams
 from synthetic.paddle import random_params, write_pdparams
 from yt8m.errors import UsageError

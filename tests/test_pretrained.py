@@ -8,9 +8,9 @@ import os
 import pytest
 
 from conftest import run_pipeline
-from model.training.checkpoint import Checkpoint
 from model.apps.paddle_nextvlad import PADDLE_NEXTVLAD
 from model.apps.pretrained import download_pretrained, pretrained_dir, resolve_model
+from model.training.checkpoint import Checkpoint
 from synthetic.paddle import random_params, write_pdparams
 from test_paddle_convert import SMALL, _vocab
 from yt8m.errors import UsageError

@@ -191,10 +191,10 @@ def test_timeout_answers_504_and_the_upload_is_still_removed(tmp_path_factory, t
     from starlette.testclient import TestClient
 
     from extract.extractor import ExtractConfig, Extractor
-    from model.training.checkpoint import load_for_inference
     from model.apps.inference import Classifier
     from model.apps.serve.app import create_app
     from model.apps.serve.guard import ServeSettings
+    from model.training.checkpoint import load_for_inference
 
     torch.set_num_threads(1)
     tiny = tiny_model(tmp_path_factory)

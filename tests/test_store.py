@@ -14,8 +14,18 @@ import pytest
 
 from yt8m.errors import ShardError
 from yt8m.representation import OFFICIAL
-from yt8m.store import (FRAME, VIDEO, ShardMeta, ShardReader, ShardSet, ShardWriter, VideoRecord,
-                        done_ids, open_shards, shard_paths)
+from yt8m.store import (
+    FRAME,
+    VIDEO,
+    ShardMeta,
+    ShardReader,
+    ShardSet,
+    ShardWriter,
+    VideoRecord,
+    done_ids,
+    open_shards,
+    shard_paths,
+)
 from yt8m.vocabulary import Vocabulary
 
 VOCAB = Vocabulary.from_names([f"class{i}" for i in range(50)])

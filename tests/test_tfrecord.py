@@ -14,7 +14,6 @@ import pytest
 from yt8m import protowire
 from yt8m.tfrecord import TFRecordReader, TFRecordWriter, masked_crc32c, read_tfrecord, write_tfrecord
 
-
 # --------------------------------------------------------------------------- independent helpers
 
 def crc32c_bitwise(data: bytes) -> int:

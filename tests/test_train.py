@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from conftest import ROOT, run_pipeline
-from pipeline import main as pipeline_main
-from model.training.checkpoint import Checkpoint, load_for_inference
 from model.architectures.config import ModelConfig
+from model.training.checkpoint import Checkpoint, load_for_inference
 from model.training.evaluate import evaluate
 from model.training.train import TrainConfig, train
 from model_synthetic import write_prototype_task, write_random_frames
+from pipeline import main as pipeline_main
 
 torch.set_num_threads(1)
 TINY = ["--model", "nextvlad", "--clusters", "8", "--groups", "4", "--hidden-size", "16",
@@ -263,10 +263,10 @@ def test_a_validation_set_without_one_usable_video_ends_the_run(tmp_path, random
 def test_an_epoch_without_a_usable_batch_ends_the_feed(damaged_data, workers):
     """The loop's own guard (behind the check at start): one epoch of empty batches, then
     NoUsableData naming every damaged video, with or without loader processes."""
-    from yt8m.errors import NoUsableData
-    from model.training.train import Distributed
     from model.training.sources import open_source
+    from model.training.train import Distributed
     from model.training.train_data import open_feed
+    from yt8m.errors import NoUsableData
 
     data, count = damaged_data
     tc = TrainConfig(data=data, batch_size=8, workers=workers)

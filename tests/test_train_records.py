@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import run_pipeline
-from model.training.checkpoint import Checkpoint, load_for_inference
 from model.architectures.config import ModelConfig
+from model.training.checkpoint import Checkpoint, load_for_inference
 from model.training.config import TrainConfig
 from model.training.evaluate import evaluate
 from model.training.sources import open_source
@@ -203,9 +203,9 @@ def test_records_without_one_usable_video_end_with_the_report(tmp_path, damage, 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_stream_without_usable_records_ends(tmp_path, workers):
     """The loop's own guard on the endless TFRecord stream (behind the check at start)."""
-    from yt8m.errors import NoUsableData
     from model.training.train import Distributed
     from model.training.train_data import open_feed
+    from yt8m.errors import NoUsableData
 
     folder = str(tmp_path / "invalid")
     _invalid_records(folder)

@@ -13,7 +13,6 @@ writer at a time where a job's files are one set.
 """
 from __future__ import annotations
 
-
 import datetime
 import errno
 import glob

@@ -12,8 +12,19 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .assets import (DOWNLOAD_HINT, FEATURES, GOLDEN, LABELS, MIRROR_ENV, Asset, FetchFailed,
-                     destination, locate, obtain, verify)
+from .assets import (
+    DOWNLOAD_HINT,
+    FEATURES,
+    GOLDEN,
+    LABELS,
+    MIRROR_ENV,
+    Asset,
+    FetchFailed,
+    destination,
+    locate,
+    obtain,
+    verify,
+)
 from .errors import UsageError
 
 # States (the table's third column).

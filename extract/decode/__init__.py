@@ -27,8 +27,7 @@ from yt8m.representation import DEFAULT_MAX_FRAMES
 
 from .audio import AudioTrack, decode_audio, read_audio
 from .decord_reader import DECODE_THREADS, DecordVideo
-from .frame_rule import (CHUNK_FRAMES, TIME_TOLERANCE_S, VideoInfo, chunk_lengths, frame_count,
-                         frame_indices)
+from .frame_rule import CHUNK_FRAMES, TIME_TOLERANCE_S, VideoInfo, chunk_lengths, frame_count, frame_indices
 from .probe import VIDEO_EXTENSIONS, check_file
 from .pyav import AvVideo
 from .reader import DecoderFailed, VideoReader, short_reason

@@ -32,8 +32,8 @@ def _decord():
     global _decord_quiet
     # torch must be loaded before decord: with decord (and its bundled FFmpeg) loaded
     # first, torch.fft.rfft (the log-mel frontend) segfaults later in the process.
-    import torch  # noqa: F401
     import decord
+    import torch  # noqa: F401
     if not _decord_quiet:
         decord.logging.set_level(decord.logging.QUIET)
         _decord_quiet = True

@@ -21,10 +21,9 @@ MODEL_HELP = ("model folder or checkpoint file (default: runs/latest when it exi
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    from yt8m.cli_util import add_device, add_fields, add_quiet
-
     from model.architectures.config import ModelConfig
     from model.training.config import TrainConfig
+    from yt8m.cli_util import add_device, add_fields, add_quiet
 
     _add_verify(commands)
     p = commands.add_parser(
@@ -148,11 +147,10 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import os
 
-    from yt8m.errors import EXIT_OK, EXIT_PARTIAL, UsageError
-
     from model.architectures.config import ModelConfig
     from model.training.config import TrainConfig
     from model.training.train import train
+    from yt8m.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 
     given = {n for n in ["data", "val", *MODEL_FLAGS, *TRAIN_FLAGS] if getattr(args, n) is not None}
     if args.init_from == "published" and not os.path.exists("published"):
@@ -175,15 +173,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from yt8m.cli_util import resolve_device
-
     from model.training.checkpoint import load_for_inference
     from model.training.evaluate import evaluate
-
-    from .pretrained import resolve_model
-
+    from yt8m.cli_util import resolve_device
     from yt8m.errors import NoUsableData, Problem
     from yt8m.report import Report
+
+    from .pretrained import resolve_model
 
     loaded = load_for_inference(resolve_model(args.model), resolve_device(args.device))
     damaged: list[Problem] = []
@@ -215,11 +211,10 @@ def run_verify(args: argparse.Namespace) -> int:
     import os
     import sys
 
+    from model.training.sources import open_source
     from yt8m.cli_util import progress
     from yt8m.errors import DAMAGED, NoUsableData, Problem
     from yt8m.report import Report
-
-    from model.training.sources import open_source
 
     report = Report("verify")
     out = args.report_dir or (args.data if os.path.isdir(args.data)

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from model.training.checkpoint import LoadedModel
+from model.training.data import pad_frames
+from model.training.evaluate import SEGMENT_FRAMES, check_compatible
+from model.training.sources import DataSource, SourceVideo, open_source
 from yt8m.errors import Problem, RejectedInput, UsageError
 from yt8m.iterate import batched
 from yt8m.representation import Representation, dequantize
 from yt8m.store import VideoRecord
 from yt8m.vocabulary import Vocabulary
 
-from model.training.checkpoint import LoadedModel
-from model.training.data import pad_frames
-from model.training.evaluate import SEGMENT_FRAMES, check_compatible
 from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
-from model.training.sources import DataSource, SourceVideo, open_source
 
 if TYPE_CHECKING:  # extraction is loaded only where clips are classified
     from extract.extractor import Cancellation

@@ -18,7 +18,6 @@ from yt8m.assets import DEFAULT_PCA_DIR
 from .config import KAGGLE_TOP_K, LABELS_PER_CLIP
 
 
-
 def _add_model(p: argparse.ArgumentParser) -> None:
     from .cli import MODEL_HELP
 
@@ -129,10 +128,10 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 def load_classifier(args: argparse.Namespace, top_k: int, segments: bool = False):
     """The model, then an extractor made to match it (unless flags say otherwise), checked."""
+    from model.training.checkpoint import load_for_inference
     from yt8m.cli_util import resolve_device, top_k_problem
 
-    from model.training.checkpoint import load_for_inference
-    from .inference import ClassifyOptions, Classifier
+    from .inference import Classifier, ClassifyOptions
     from .pretrained import resolve_model
 
     if why := top_k_problem(getattr(args, "top_k", 1)):
@@ -212,12 +211,11 @@ def format_result(result) -> str:
 # --------------------------------------------------------------------------- predict
 
 def run_predict(args: argparse.Namespace) -> int:
+    from model.training.checkpoint import load_for_inference
     from yt8m.cli_util import resolve_device, top_k_problem
+    from yt8m.errors import UsageError
     from yt8m.report import Report
 
-    from yt8m.errors import UsageError
-
-    from model.training.checkpoint import load_for_inference
     from .inference import predict_to_csv
     from .pretrained import resolve_model
 

@@ -42,14 +42,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from model.architectures.config import ModelConfig, build_model
+from model.training.checkpoint import CHECKPOINT, Checkpoint, write_summary
 from yt8m.assets import Asset, Weights, sha256_of
 from yt8m.errors import UsageError
 from yt8m.representation import AUDIO_DIM, OFFICIAL, QUANT_MAX, QUANT_MIN, RGB_DIM
 from yt8m.safe_pickle import Refused, Unexpected, load_arrays
 from yt8m.vocabulary import Vocabulary
-
-from model.training.checkpoint import CHECKPOINT, Checkpoint, write_summary
-from model.architectures.config import ModelConfig, build_model
 
 PADDLE_NEXTVLAD = Weights(
     asset=Asset(

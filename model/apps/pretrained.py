@@ -13,15 +13,14 @@ import dataclasses
 import os
 import sys
 
+from model.training.checkpoint import CHECKPOINT, Checkpoint
 from yt8m.assets import LABELS, Asset, Weights, cache_dir, fetch, sha256_of
 from yt8m.cli_util import LATEST_RUN
 from yt8m.errors import UsageError
 from yt8m.inventory import Placed
 from yt8m.vocabulary import YT8M_VOCABULARY, Vocabulary
 
-from model.training.checkpoint import CHECKPOINT, Checkpoint
-from .paddle_nextvlad import (PADDLE_NEXTVLAD, PRETRAINED_FOLDER, PaddleLayout, convert_file,
-                              load_pdparams)
+from .paddle_nextvlad import PADDLE_NEXTVLAD, PRETRAINED_FOLDER, PaddleLayout, convert_file, load_pdparams
 
 
 def pretrained_dir() -> str:

@@ -26,7 +26,6 @@ from torch import nn
 
 from .layers import MaskedBatchNorm1d, SEContextGating, make_classifier
 
-
 L2_EPSILON = 1e-12
 
 

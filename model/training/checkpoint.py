@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model.architectures.config import ModelConfig, build_model
 from yt8m.atomic import remove_stale_partials, replacing, write_json
 from yt8m.errors import UsageError
 from yt8m.representation import DEFAULT_MAX_FRAMES, Representation, dequantize
 from yt8m.safe_pickle import scan_torch_file
 from yt8m.vocabulary import Vocabulary
-
-from model.architectures.config import ModelConfig, build_model
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 2  # the layout of the saved dict (Checkpoint.save)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from model.architectures.config import ModelConfig, build_model
 from yt8m.assets import sha256_of
 from yt8m.errors import UsageError
 from yt8m.store import ShardMeta
@@ -34,7 +35,6 @@ from yt8m.vocabulary import FILENAME as VOCABULARY_FILE
 from yt8m.vocabulary import Vocabulary
 
 from . import checkpoint as ckpt
-from model.architectures.config import ModelConfig, build_model
 from .config import FINETUNE_DEFAULTS, FREEZE_CHOICES, FROZEN_LR, TrainConfig
 
 # Settings that shape training only, not the weights' layout: a fine-tune may change them.

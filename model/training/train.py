@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from model.architectures.config import ModelConfig, build_model
 from yt8m.cli_util import resolve_device
 from yt8m.errors import NoUsableData, Problem, UsageError
 from yt8m.pca_files import identities
@@ -29,7 +30,6 @@ from yt8m.representation import check_max_frames
 
 from . import checkpoint as ckpt
 from . import finetune
-from model.architectures.config import ModelConfig, build_model
 from .config import TrainConfig, default_workers
 from .data import Batch, EpochBatchSampler, step_seed, to_device
 from .run_log import MetricsLog

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import torch
 
+from model.architectures.config import ModelConfig
 from yt8m.errors import NoUsableData, Problem, UsageError
 from yt8m.store import VIDEO
 
-from model.architectures.config import ModelConfig
 from .config import TrainConfig
 from .sources import DataSource, StreamPlan, TrainingFeed, open_source
+
 
 def open_training_data(path: str, what: str) -> DataSource:
     """Shards, or official TFRecords read directly (a folder of *.tfrecord or a glob)."""

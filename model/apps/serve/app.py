@@ -20,8 +20,7 @@ from yt8m.errors import RejectedInput
 
 from ..inference import Classifier
 from .batcher import Batcher, _Job
-from .guard import (HTTPProblem, ServeSettings, authorized, probe_limits, resolve_token,
-                    upload_folder)
+from .guard import HTTPProblem, ServeSettings, authorized, probe_limits, resolve_token, upload_folder
 from .upload import FIELD, receive_upload
 
 
