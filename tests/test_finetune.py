@@ -213,3 +213,23 @@ def test_published_model_as_start_with_the_fine_tune_defaults(tmp_path):
     assert origin["init_origin_converted_from"] == "paddle"
     assert origin["init_origin_sha256"] == sha256_of(source)
     assert Checkpoint.load(run).training.step == 30  # 40 videos: one batch of 32 per epoch
+
+
+def test_warmup_raises_the_learning_rate_linearly_and_a_fine_tune_warms_up_by_default(
+        pretrained, user_task, tmp_path):
+    train_data, _ = user_task
+    scratch = prepare_run(TrainConfig(data=train_data, out=str(tmp_path / "a"), lr=1e-3,
+                                      warmup_steps=4, workers=0, quiet=True, batch_size=8),
+                          ModelConfig("nextvlad", clusters=8, groups=4, hidden_size=32))
+    rates = []
+    for _ in range(6):
+        rates.append(scratch.scheduler.get_last_lr()[0])
+        scratch.optimizer.step()
+        scratch.scheduler.step()
+    assert rates == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    tuned = prepare_run(TrainConfig(data=train_data, out=str(tmp_path / "b"), init_from=pretrained,
+                                    workers=0, quiet=True), ModelConfig())
+    assert tuned.tc.warmup_steps == 30 and tuned.scheduler.get_last_lr()[0] == pytest.approx(2e-4 / 30)
+    frozen = prepare_run(TrainConfig(data=train_data, out=str(tmp_path / "c"), init_from=pretrained,
+                                     freeze="body", workers=0, quiet=True), ModelConfig())
+    assert frozen.tc.warmup_steps == 0 and frozen.scheduler.get_last_lr()[0] == pytest.approx(1e-3)
