@@ -69,6 +69,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(base: str, tries: int = 600) -> None:
+    """Until a server started at `base` answers /health (2 minutes at most)."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            httpx.get(f"{base}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+
+
 # Peak RSS from /proc's VmHWM: ru_maxrss would carry the parent's peak across exec.
 _CHILD = """
 import sys, time
@@ -200,12 +212,7 @@ def main() -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_up(base)
 
         def post(_: int) -> int:
             with open(short, "rb") as f:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from classify import ROOT, free_port, sample, write_full_size_model
+from classify import ROOT, free_port, sample, wait_until_up, write_full_size_model
 
 
 def _ffmpeg(*args: str) -> None:
@@ -120,12 +120,7 @@ def main() -> None:
                 samples.append((len(results), rss_mb(server.pid)))
 
     try:
-        for _ in range(600):
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_up(base)
         start = rss_mb(server.pid)
         t = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from .atomic import replacing
+from .atomic import file_lock, replacing
 from .errors import UsageError
 from .transfer import TransferFailed, transfer
 
@@ -177,25 +177,14 @@ class FetchFailed(UsageError):
 
 @contextmanager
 def one_at_a_time(folder: str, name: str, quiet: bool = False) -> Iterator[None]:
-    """Hold `folder/.name.lock` (an advisory lock: one download of an asset at a time,
-    across processes); a second `download` waits here, then finds the file in place."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock
+    """Hold `folder/.name.lock`: one download of an asset at a time, across processes; a
+    second `download` waits here, then finds the file in place."""
+    def say(_: object) -> None:
+        if not quiet:
+            print(f"{name}: another download of it is running; waiting for it", file=sys.stderr)
+
+    with file_lock(os.path.join(folder, f".{name}.lock"), say):
         yield
-        return
-    with open(os.path.join(folder, f".{name}.lock"), "a+b") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not quiet:
-                print(f"{name}: another download of it is running; waiting for it",
-                      file=sys.stderr)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def fetch(asset: Asset, dest_dir: str, quiet: bool = False, mirror: str | None = None) -> str:

@@ -22,7 +22,7 @@ import re
 import socket
 import tempfile
 from contextlib import contextmanager
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from .errors import UsageError
 
@@ -154,32 +154,48 @@ def writable_folder(path: str, flag: str = "--out") -> None:
 
 
 @contextmanager
-def exclusive(folder: str, job: str, flag: str = "--out") -> Iterator[None]:
-    """Hold `folder/.<job>.lock` for the block: one `job` at a time writes into `folder`.
-    A second one gets a UsageError naming the process that holds it, at once (waiting
-    would only let it replace the first one's files afterwards). The lock is the
-    kernel's (flock): it goes with its holder, however that ends, so none is ever stale."""
+def file_lock(path: str, busy: Callable[[IO], None] | None = None) -> Iterator[IO | None]:
+    """Hold an advisory lock on `path` (created if needed) for the block, and yield the
+    file. When another process holds it, `busy(file)` is called first (it may raise, to
+    refuse rather than wait), then this waits. The lock is the kernel's (flock): it goes
+    with its holder however that ends, so none is ever stale. Without POSIX there is no
+    cross-process lock (None is yielded)."""
     try:
         import fcntl
-    except ImportError:  # not POSIX: no cross-process lock
-        yield
+    except ImportError:
+        yield None
         return
-    with open(os.path.join(folder, f".{job}.lock"), "a+") as f:
+    with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "a process that has just started"
-            raise UsageError(
-                f"{flag} {folder} is being written by another `{job}` ({holder}); two runs "
-                "into one folder would replace each other's files. Wait for that one to "
-                f"finish, or pass another {flag}.") from None
-        f.seek(0)
-        f.truncate()
-        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n")
-        f.flush()
+            if busy is not None:
+                busy(f)
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            yield f
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def exclusive(folder: str, job: str, flag: str = "--out") -> Iterator[None]:
+    """Hold `folder/.<job>.lock` for the block: one `job` at a time writes into `folder`.
+    A second one gets a UsageError naming the process that holds it, at once (waiting
+    would only let it replace the first one's files afterwards)."""
+    def refuse(f: IO) -> None:
+        f.seek(0)
+        holder = f.read().strip() or "a process that has just started"
+        raise UsageError(
+            f"{flag} {folder} is being written by another `{job}` ({holder}); two runs "
+            "into one folder would replace each other's files. Wait for that one to "
+            f"finish, or pass another {flag}.")
+
+    with file_lock(os.path.join(folder, f".{job}.lock"), refuse) as f:
+        if f is not None:  # say who holds it, for the run refused next
+            f.seek(0)
+            f.truncate()
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n")
+            f.flush()
+        yield
