@@ -189,7 +189,8 @@ def _drop_stale(stale: dict[str, set[str]], report: Report) -> None:
     from yt8m.shard_folder import remove_videos
 
     for shard, ids in stale.items():
-        remove_videos(shard, ids)
+        for problem in remove_videos(shard, ids):
+            report.add(problem, f"damaged; its shard keeps the stale copies of {', '.join(sorted(ids))}")
     changed = sorted({i for ids in stale.values() for i in ids})
     if changed:
         print(f"extract: {len(changed)} video(s) changed since they were stored and were "

@@ -21,6 +21,7 @@ class Mirror:
         self.cut_after: dict[str, int] = {}  # path -> bytes sent before the connection drops
         self.hold: dict[str, threading.Event] = {}  # path -> half the body, then wait for it
         self.requests: list[tuple[str, str | None]] = []
+        self.bad_partial: set[str] = set()  # paths answered 206 with no Content-Range
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,6 +32,12 @@ class Mirror:
                     self.send_error(404)
                     return
                 start, status = 0, 200
+                if self.path in mirror.bad_partial:
+                    self.send_response(206)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 rng = self.headers.get("Range")
                 if rng and mirror.ranges:
                     start = int(rng.removeprefix("bytes=").rstrip("-"))

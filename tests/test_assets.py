@@ -157,6 +157,40 @@ def test_fetch_unpacks_archive_members_and_checks_them(mirror, tmp_path):
     assert not [n for n in os.listdir(tmp_path / "other") if n.endswith(".npy")]
 
 
+def test_an_archive_whose_compressed_stream_is_damaged_is_refused_not_a_traceback(mirror, tmp_path):
+    """No checksum is published for yt8m_pca.tgz: a damaged one shows when it is unpacked,
+    where gzip's inflater raises zlib.error (no OSError)."""
+    import gzip
+    import zlib
+
+    good = pca_tgz()
+    for at in range(len(good) // 2, len(good)):  # the first flip that breaks the inflater
+        damaged = good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:]
+        try:
+            gzip.decompress(damaged)
+        except zlib.error:
+            break
+        except (OSError, EOFError):
+            continue
+    else:
+        pytest.fail("no byte flip gave zlib.error")
+    mirror.files["/yt8m_pca.tgz"] = damaged
+    asset = dataclasses.replace(extract_pca.YT8M_PCA, url=f"{mirror.url}/yt8m_pca.tgz")
+    with pytest.raises(FetchFailed, match="not a readable archive") as e:
+        fetch(asset, str(tmp_path), quiet=True)
+    assert e.value.state == "bad structure"
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".npy")]
+
+
+def test_a_206_answer_without_its_range_is_a_failed_fetch_not_a_traceback(mirror, tmp_path):
+    mirror.files["/w.pth"] = b"x" * 5000
+    mirror.bad_partial.add("/w.pth")
+    with pytest.raises(FetchFailed) as e:
+        fetch(Asset("w.pth", f"{mirror.url}/w.pth"), str(tmp_path), quiet=True)
+    assert e.value.state == "failed" and "No such file" not in str(e.value), str(e.value)
+    assert leftovers(tmp_path) == []
+
+
 def test_archive_missing_a_member_is_refused(mirror, tmp_path):
     mirror.files["/yt8m_pca.tgz"] = pca_tgz()
     asset = Asset("yt8m_pca.tgz", f"{mirror.url}/yt8m_pca.tgz", members=("mean.npy", "other.npy"))

@@ -282,3 +282,15 @@ def test_two_extract_jobs_into_one_folder_lose_nothing(tmp_path):
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read().decode()[-2000:]
     assert sorted(ShardSet(str(out)).ids) == sorted(f"{j}{i}.mp4" for j in "ab" for i in range(6))
+
+
+def test_dropping_stale_copies_leaves_a_shard_with_damage_as_it_is(damaged_data):
+    """Rewriting it would drop the damaged video unreported; its problem is returned."""
+    from yt8m.shard_folder import remove_videos
+
+    _, path, victim = damaged_data
+    before = open(path, "rb").read()
+    other = ShardReader(path).ids[0]
+    problems = remove_videos(path, {other})
+    assert [p.where for p in problems] == [f"{path}: {victim}"]
+    assert open(path, "rb").read() == before

@@ -71,6 +71,16 @@ def test_round_trip_many_lengths_bit_exact(tmp_path):
     assert done_ids(str(tmp_path)) == {v.id for v in videos}
 
 
+def test_a_shard_of_no_videos_reads_back_as_empty(tmp_path):
+    """The writer's layout, even with nothing in it, is what the reader's layout check takes."""
+    from yt8m.shard_writer import write_shard
+
+    path = str(tmp_path / "empty.h5")
+    write_shard(path, [], META)
+    reader = ShardReader(path)
+    assert len(reader) == 0 and list(reader.iter_videos()) == [] and reader.damaged == []
+
+
 def test_video_level_round_trip(tmp_path):
     meta = ShardMeta(VIDEO, OFFICIAL, VOCAB.ref)
     rng = np.random.default_rng(0)

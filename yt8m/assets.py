@@ -245,6 +245,7 @@ def _unpack(asset: Asset, archive: str, dest_dir: str, url: str) -> None:
     """Extract exactly `asset.members` (by base name, wherever they sit in the archive)."""
     import shutil
     import tarfile
+    import zlib
 
     wanted = set(asset.members)
     found: set[str] = set()
@@ -258,7 +259,7 @@ def _unpack(asset: Asset, archive: str, dest_dir: str, url: str) -> None:
                     with replacing(os.path.join(dest_dir, name), "wb") as out, src:
                         shutil.copyfileobj(src, out)
                     found.add(name)
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as e:  # zlib: a damaged gzip stream
         raise FetchFailed(asset, dest_dir, BAD_STRUCTURE,
                           f"{url}: not a readable archive ({e}); removed") from None
     if found != wanted:

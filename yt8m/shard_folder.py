@@ -8,7 +8,7 @@ from typing import Iterator
 import numpy as np
 
 from .atomic import fsync_dir, publish, staged
-from .errors import DamagedVideo, NoUsableData, ShardError, UsageError
+from .errors import DamagedVideo, NoUsableData, Problem, ShardError, UsageError
 from .record import VideoRecord
 from .shard_reader import ShardReader
 from .shard_writer import SUFFIX, write_shard
@@ -51,15 +51,19 @@ def stored_sources(out_dir: str) -> dict[str, list[tuple[str, tuple[int, int]]]]
     return found
 
 
-def remove_videos(path: str, ids: set[str]) -> None:
+def remove_videos(path: str, ids: set[str]) -> list[Problem]:
     """Rewrite a shard without `ids` (stale copies of changed files), atomically; a shard
-    left with no video is removed."""
+    left with no video is removed. A shard with damaged videos is left as it is (rewriting
+    it would drop them unreported) and their problems are returned."""
     reader = ShardReader(path)
     try:
         keep = [v for v in reader.iter_videos() if v.id not in ids]
+        damaged = [e.problem for e in reader.damaged]
         meta = reader.meta
     finally:
         reader.close()
+    if damaged:
+        return damaged
     if keep:
         with staged(path) as tmp:
             write_shard(tmp, keep, meta)
@@ -67,6 +71,7 @@ def remove_videos(path: str, ids: set[str]) -> None:
     else:
         os.remove(path)
         fsync_dir(os.path.dirname(path) or ".")
+    return []
 
 
 class ShardSet:

@@ -166,7 +166,8 @@ def write_shard(path: str, videos: list[VideoRecord], meta: ShardMeta) -> None:
         f.create_dataset("ids", data=np.array([v.id for v in videos], dtype=object),
                          dtype=h5py.string_dtype("utf-8"))
         f.create_dataset("has_audio", data=np.array([v.has_audio for v in videos], dtype=bool))
-        f.create_dataset("source", data=np.array([v.source for v in videos], dtype=np.int64))
+        f.create_dataset("source", data=np.array([v.source for v in videos],
+                                                 dtype=np.int64).reshape(-1, 2))
         f.create_dataset("crc32c", data=np.array(
             [stored_checksum(meta.kind, *_stored(v, meta.kind)) for v in videos], dtype=np.uint32))
         labels = [np.asarray(v.labels) for v in videos]

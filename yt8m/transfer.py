@@ -7,6 +7,7 @@ verifies the content; this module only moves bytes and checks their count.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -77,13 +78,13 @@ def transfer(url: str, partial: str, quiet: bool = False, size_hint: int | None 
             raise
         if e.total == have:  # nothing after `have`: the part is whole already
             return
-        os.remove(partial)  # longer than the file, or of unknown relation to it: start over
+        _discard(partial)  # longer than the file, or of unknown relation to it: start over
         return transfer(url, partial, quiet, size_hint)
     with response:
         try:
             start, total = _declared(response, have)
         except TransferFailed:
-            os.remove(partial)
+            _discard(partial)  # a first request has no part yet
             raise
         _copy(response, partial, start, total or size_hint, quiet, os.path.basename(url))
     size = os.path.getsize(partial)
@@ -91,9 +92,14 @@ def transfer(url: str, partial: str, quiet: bool = False, size_hint: int | None 
         raise TransferFailed(f"connection closed after {size} of {total} bytes; the part is "
                              "kept and a rerun continues it")
     if total is not None and size > total:
-        os.remove(partial)
+        _discard(partial)
         raise TransferFailed(f"{size} bytes arrived where the server declared {total}; the "
                              "part was discarded and a rerun starts over", discarded=True)
+
+
+def _discard(partial: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(partial)
 
 
 def _copy(response, partial: str, start: int, total: int | None, quiet: bool, desc: str) -> None:

@@ -109,17 +109,23 @@ class Batcher:
     async def _next_batch(self) -> list[_Job]:
         jobs = [await self._queue.get()]
         deadline = time.monotonic() + self.batch_wait_s
-        while len(jobs) < self.max_batch:
-            if not self._queue.empty():  # queued while the previous batch ran: take them now
-                jobs.append(self._queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except asyncio.TimeoutError:
-                break
+        try:
+            while len(jobs) < self.max_batch:
+                if not self._queue.empty():  # queued while the previous batch ran: take them now
+                    jobs.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+        except asyncio.CancelledError:  # stopping while gathering: the jobs taken end here
+            for job in jobs:
+                _discard(job)
+                job.future.cancel()
+            raise
         return jobs
 
     async def _loop(self) -> None:
