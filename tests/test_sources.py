@@ -3,13 +3,17 @@
 representation, records in order, batches, damage in its place, the training feed)."""
 from __future__ import annotations
 
+import json
 import os
 import struct
+import subprocess
+import sys
 from itertools import islice
 
 import pytest
 import torch
 
+from conftest import ROOT
 from model.training.config import TrainConfig
 from model.training.sources import RecordSource, ShardSource, SourceVideo, open_source
 from model.training.train import Distributed
@@ -44,6 +48,31 @@ def test_the_kind_is_chosen_from_the_path_alone(both):
     assert isinstance(open_source(records), RecordSource)
     assert isinstance(open_source(os.path.join(records, "*.tfrecord")), RecordSource)
     assert isinstance(open_source(shards), ShardSource)
+
+
+# Reads a source the way verify does, then builds its batches, in a fresh interpreter.
+_READ_THEN_BATCH = """
+import json, sys
+from model.training.sources import open_source
+source = open_source(sys.argv[1], strict=False)
+seen = [sum(1 for _ in source.read()), len(source), source.storage.files,
+        len(source.vocabulary), source.meta.kind, len(source.refused)]
+read_alone = "torch" in sys.modules
+next(iter(source.batches(8, 300)))
+print(json.dumps([seen, read_alone, "torch" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize("kind", [0, 1])
+def test_reading_a_source_does_not_load_torch(both, kind):
+    """verify reads through the same interface as training, without paying for torch: it
+    is loaded only when batches are built."""
+    done = subprocess.run([sys.executable, "-c", _READ_THEN_BATCH, both[kind]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen, read_alone, batched = json.loads(done.stdout)
+    assert seen == [VIDEOS, VIDEOS, -(-VIDEOS // PER_FILE), seen[3], FRAME, 0] and seen[3] > 0
+    assert not read_alone and batched
 
 
 def test_records_and_their_imported_shards_read_the_same(both):

@@ -15,7 +15,7 @@ from model.training.checkpoint import Checkpoint, load_for_inference
 from model.training.config import TrainConfig
 from model.training.evaluate import evaluate
 from model.training.sources import open_source
-from model.training.sources.tfrecords import StreamingRecords
+from model.training.sources.streaming import StreamingRecords
 from model.training.train import train
 from model_synthetic import write_prototype_task
 from yt8m.exporter import export_tfrecords

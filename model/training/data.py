@@ -5,19 +5,23 @@ DAMAGED), named where it was met and never trained on.
 Frames stay uint8 all the way to the device (a quarter of float32's bytes through
 worker pipes and host-to-device copies); `to_device` dequantizes them there.
 Batches are padded to their longest video (at most max_frames) with a mask.
+
+Torch is imported only by the functions that build tensors, so reading and checking data
+(`verify`, a source's `read`) does not load it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import torch
-from torch.utils.data import Sampler
 
 from yt8m.errors import Problem
 from yt8m.representation import dequantize
 from yt8m.store import VideoRecord
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -71,6 +75,8 @@ def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Videos of different lengths -> uint8 rgb [B, T, 1024], audio [B, T, 128] padded with
     zeros to the longest, and mask [B, T] (1 for real frames)."""
+    import torch
+
     t = max(1, max(len(r) for r in rgb))
     # Uninitialised, then only the padding zeroed: a batch is ~20 MB, filling it twice costs.
     out_rgb = np.empty((len(rgb), t, rgb[0].shape[1]), dtype=np.uint8)
@@ -86,6 +92,8 @@ def pad_frames(rgb: list[np.ndarray], audio: list[np.ndarray]
 def collate(items: list) -> Batch:
     """Pad frame-level videos to the longest in the batch; stack video-level ones.
     Damaged inputs (their Problem) are left out and named in `Batch.damaged`."""
+    import torch
+
     damaged = tuple(it for it in items if isinstance(it, Problem))
     items = [it for it in items if isinstance(it, VideoItem)]
     if not items:
@@ -103,6 +111,8 @@ def collate(items: list) -> Batch:
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
     """Copy to the device; uint8 frames are dequantized only there."""
+    import torch
+
     def move(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.to(device, non_blocking=True)
     rgb, audio = move(batch.rgb), move(batch.audio)
@@ -111,14 +121,15 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
     return Batch(rgb, audio, move(batch.mask), move(batch.labels), batch.index, batch.damaged)
 
 
-class EpochBatchSampler(Sampler):
+class EpochBatchSampler:
     """Batches of one epoch: a seeded permutation of every video of every shard.
 
     Global batch b is permutation[b*B:(b+1)*B] for every world size; rank r takes
     its contiguous share of it, so N processes with batch B/N each see exactly
     what one process with batch B sees. Epochs drop the last incomplete global
     batch (so all ranks take the same number of steps). `start` skips batches
-    already trained on (resume). DataLoader workers receive whole batches.
+    already trained on (resume). DataLoader workers receive whole batches. A DataLoader
+    takes any iterable of index lists as its batch_sampler: no torch base class needed.
     """
 
     def __init__(self, num_videos: int, global_batch: int, seed: int, epoch: int,

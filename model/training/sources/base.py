@@ -11,10 +11,8 @@ never by raising: a damaged input is named and the job goes on without it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Iterator
-
-import torch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator
 
 from yt8m.errors import NoUsableData, Problem
 from yt8m.representation import Representation
@@ -22,6 +20,14 @@ from yt8m.store import ShardMeta, VideoRecord
 from yt8m.vocabulary import Vocabulary
 
 from ..data import Batch
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _cpu() -> torch.device:
+    import torch  # only a training feed needs it: reading a source does not load torch
+    return torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class StreamPlan:
     rank: int = 0
     world_size: int = 1
     workers: int = 0  # DataLoader processes
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=_cpu)
 
     @property
     def local_batch(self) -> int:

@@ -1,11 +1,9 @@
 """HDF5 shards (yt8m.store) as a data source: random access, so every epoch is a seeded
-permutation of all videos (`EpochBatchSampler`) read by DataLoader processes."""
+permutation of all videos (`EpochBatchSampler`) read by DataLoader processes. Torch is
+imported where batches are built, so reading the videos (`read`, verify) does not load it."""
 from __future__ import annotations
 
 from typing import Iterator
-
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from yt8m.errors import DamagedVideo, Problem
 from yt8m.iterate import batched
@@ -17,8 +15,9 @@ from ..data import Batch, EpochBatchSampler, VideoItem, collate, step_seed, vide
 from .base import DataSource, SourceVideo, Storage, StreamPlan, TrainingFeed
 
 
-class ShardDataset(Dataset):
-    """Video i of a ShardSet -> a VideoItem, or the Problem that it could not be read."""
+class ShardDataset:
+    """Video i of a ShardSet -> a VideoItem, or the Problem that it could not be read. A
+    map-style dataset for a DataLoader: `__getitem__` and `__len__` are all it asks for."""
 
     def __init__(self, shards: ShardSet, max_frames: int = DEFAULT_MAX_FRAMES):
         self.shards, self.max_frames = shards, max_frames
@@ -66,6 +65,8 @@ class ShardSource(DataSource):
             yield from _damage_since(shard, seen)
 
     def batches(self, batch_size: int, max_frames: int, workers: int = 0) -> Iterator[Batch]:
+        from torch.utils.data import DataLoader
+
         return iter(DataLoader(ShardDataset(self.shard_set, max_frames), collate_fn=collate,
                                batch_sampler=list(batched(range(len(self)), batch_size)),
                                num_workers=workers))
@@ -99,7 +100,9 @@ class ShardFeed(TrainingFeed):
     def next_pass(self) -> None:
         usable = self.usable
         if self.plan.world_size > 1:  # every rank stops, or none
+            import torch
             import torch.distributed as dist
+
             total = torch.tensor([usable], device=self.plan.device)
             dist.all_reduce(total)
             usable = int(total.item())
@@ -113,6 +116,9 @@ class ShardFeed(TrainingFeed):
 
     def _epoch(self, start: int) -> Iterator[Batch]:
         """The batches of the current epoch from its `start`-th on."""
+        import torch
+        from torch.utils.data import DataLoader
+
         p = self.plan
         sampler = EpochBatchSampler(len(self.source), p.batch_size, p.seed, self.epoch,
                                     p.rank, p.world_size, start)
