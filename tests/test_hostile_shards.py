@@ -144,23 +144,15 @@ def run_measured(*args: str, timeout: float = 300) -> Measured:
     return measure([os.path.join(ROOT, "pipeline.py"), *args], timeout)
 
 
-@pytest.fixture(scope="module")
-def clean_verify_peak(clean) -> float:
-    """verify's own peak memory on the clean folder (most of it the model stack's imports)."""
-    result = run_measured("verify", "--data", clean, "--quiet", timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.peak_rss_mb
-
-
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_verify_names_the_hostile_shard_quickly_in_bounded_memory(case, clean, tmp_path,
-                                                                  clean_verify_peak):
+def test_verify_names_the_hostile_shard_quickly_in_bounded_memory(case, clean, tmp_path):
     data, made = hostile_folder(clean, str(tmp_path), [case])
     result = run_measured("verify", "--data", data, "--quiet", timeout=120)
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.peak_rss_mb < clean_verify_peak + 300, \
-        f"verify peaked at {result.peak_rss_mb:.0f} MB ({clean_verify_peak:.0f} MB on clean shards)"
+    # verify loads no torch (about 60 MB on clean shards): a declared 2 GB or a 1 GiB chunk
+    # read would show far above this bound.
+    assert result.peak_rss_mb < 500, f"verify peaked at {result.peak_rss_mb:.0f} MB"
     report = json.load(open(os.path.join(data, "report-verify.json")))
     assert [r["input"] for r in report["rejected"]] == [made[case]]
     assert HOSTILE[case][1] in report["rejected"][0]["reason"]
