@@ -13,7 +13,7 @@ import numpy as np
 
 from synthetic.shards import SYNTHETIC, shard_writer
 from yt8m.representation import AUDIO_DIM, RGB_DIM, quantize
-from yt8m.store import VIDEO, VideoRecord
+from yt8m.store import VIDEO, ShardReader, VideoRecord
 
 DIM = RGB_DIM + AUDIO_DIM
 
@@ -80,3 +80,17 @@ def write_video_level(out_dir: str, n_videos: int, num_classes: int = 10, seed: 
             writer.add(VideoRecord(f"v{i:04d}", np.asarray(labels, np.int32),
                                    mean_rgb=rng.normal(size=RGB_DIM).astype(np.float32),
                                    mean_audio=rng.normal(size=AUDIO_DIM).astype(np.float32)))
+
+
+def flip_a_frame_byte(path: str, video: int) -> None:
+    """Damage one stored video of a shard on disk: one byte of its frames flipped, so its
+    checksum no longer holds (the file stays a valid shard)."""
+    reader = ShardReader(path)
+    start, row = reader._raw["rgb"]
+    offset = start + int(reader.frame_offsets[video]) * row + 7
+    reader.close()
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x40]))

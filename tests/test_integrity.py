@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_pipeline
-from model_synthetic import write_random_frames
+from model_synthetic import flip_a_frame_byte, write_random_frames
 from yt8m.errors import DamagedVideo
 from yt8m.representation import AUDIO_DIM, RGB_DIM
 from yt8m.samples import sample_clip_dir
@@ -46,25 +46,13 @@ def test_writers_sharing_a_folder_lose_nothing(tmp_path):
     assert not [f for f in os.listdir(out) if f.endswith(".partial")]
 
 
-def _flip_a_byte_of_video(path: str, video: int) -> None:
-    reader = ShardReader(path)
-    start, row = reader._raw["rgb"]
-    offset = start + int(reader.frame_offsets[video]) * row + 7
-    reader.close()
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x40]))
-
-
 @pytest.fixture
 def damaged_data(tmp_path):
     out = str(tmp_path / "data")
     write_random_frames(out, 24, num_classes=10)
     path = shard_paths(out)[0]
     victim = ShardReader(path).ids[3]
-    _flip_a_byte_of_video(path, 3)
+    flip_a_frame_byte(path, 3)
     return out, path, victim
 
 

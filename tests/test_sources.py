@@ -18,11 +18,11 @@ from model.training.config import TrainConfig
 from model.training.sources import RecordSource, ShardSource, SourceVideo, open_source
 from model.training.train import Distributed
 from model.training.train_data import check_usable, open_feed
-from model_synthetic import write_prototype_task
+from model_synthetic import flip_a_frame_byte, write_prototype_task
 from yt8m.errors import DAMAGED, Problem
 from yt8m.exporter import export_tfrecords
 from yt8m.importer import import_tfrecords
-from yt8m.store import FRAME, ShardReader, shard_paths
+from yt8m.store import FRAME, shard_paths
 from yt8m.tfrecord import FOOTER_BYTES, HEADER_BYTES
 
 VIDEOS, PER_FILE, BATCH = 40, 16, 8
@@ -105,18 +105,6 @@ def _flip_record(path: str, record: int) -> int:
     return pos
 
 
-def _flip_video(path: str, video: int) -> None:
-    reader = ShardReader(path)
-    start, row = reader._raw["rgb"]
-    offset = start + int(reader.frame_offsets[video]) * row + 5
-    reader.close()
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0x10]))
-
-
 def test_damage_is_reported_in_its_place_by_both_kinds(both, tmp_path):
     """Video 5 of the first file damaged in each copy: both name it, in the same place, and
     read the other 39 the same; the batches name it too."""
@@ -125,7 +113,7 @@ def test_damage_is_reported_in_its_place_by_both_kinds(both, tmp_path):
     record_file = sorted(p for p in os.listdir(records) if p.endswith(".tfrecord"))[0]
     offset = _flip_record(os.path.join(records, record_file), 5)
     shard_file = shard_paths(str(shards))[0]
-    _flip_video(shard_file, 5)
+    flip_a_frame_byte(shard_file, 5)
     reads = [list(open_source(str(p)).read()) for p in (records, shards)]
     for got in reads:
         assert len(got) == VIDEOS and isinstance(got[5], Problem)

@@ -211,14 +211,14 @@ def test_fp16_training_goes_through_the_gradient_scaler(tmp_path, random_data):
 
 def _damage_every_video(folder: str) -> int:
     """One byte flipped in every video's frames: every checksum fails. Returns the count."""
-    from test_integrity import _flip_a_byte_of_video
+    from model_synthetic import flip_a_frame_byte
     from yt8m.store import ShardReader, shard_paths
 
     count = 0
     for path in shard_paths(folder):
         n = len(ShardReader(path))
         for i in range(n):
-            _flip_a_byte_of_video(path, i)
+            flip_a_frame_byte(path, i)
         count += n
     return count
 
