@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from yt8m.assets import DEFAULT_PCA_DIR, DOWNLOAD_HINT, Asset, missing_message
-from yt8m.atomic import write_json
+from yt8m.atomic import replacing, write_json
 from yt8m.errors import UsageError
 from yt8m.pca_files import (
     AUDIO_NPZ,
@@ -300,10 +300,9 @@ def fit_pca(rgb_2048: np.ndarray, audio_128: np.ndarray, out_dir: str) -> dict:
     a_mean, a_vals, a_vecs, k_audio = _fit_one(audio_128, AUDIO_DIM, AUDIO_DIM)
     whitened = np.zeros_like(a_vecs)
     whitened[:k_audio] = a_vecs[:k_audio] / np.sqrt(a_vals[:k_audio, None] + EIGENVAL_EPS)
-    tmp = os.path.join(out_dir, f".{AUDIO_NPZ}.partial.npz")
-    np.savez(tmp, pca_eigen_vectors=whitened.astype(np.float32),
-             pca_means=a_mean.astype(np.float32))
-    os.replace(tmp, os.path.join(out_dir, AUDIO_NPZ))
+    with replacing(os.path.join(out_dir, AUDIO_NPZ), "wb") as f:
+        np.savez(f, pca_eigen_vectors=whitened.astype(np.float32),
+                 pca_means=a_mean.astype(np.float32))
 
     rgb_id, audio_id = fingerprints(out_dir, os.path.join(out_dir, AUDIO_NPZ))
     meta = {"fitted": True, "rgb_pca": rgb_id, "audio_pca": audio_id,
@@ -315,6 +314,5 @@ def fit_pca(rgb_2048: np.ndarray, audio_128: np.ndarray, out_dir: str) -> dict:
 
 
 def _save(out_dir: str, name: str, array: np.ndarray) -> None:
-    tmp = os.path.join(out_dir, f".{name}.partial.npy")
-    np.save(tmp, array)
-    os.replace(tmp, os.path.join(out_dir, name))
+    with replacing(os.path.join(out_dir, name), "wb") as f:
+        np.save(f, array)
