@@ -34,7 +34,7 @@ from yt8m.representation import DEFAULT_MAX_FRAMES
 from ..training.checkpoint import LoadedModel, load_for_inference
 from ..training.sources import DataSource, open_source
 from .config import LABELS_PER_CLIP
-from .inference import Classifier, ClassifyOptions, ClipResult, results_for_records
+from .inference import Classifier, ClassifyOptions, ClipResult, check_clip_representation, results_for_records
 from .pretrained import resolve_model
 
 
@@ -55,7 +55,7 @@ def load_extractor(model: LoadedModel, pca_dir: str = DEFAULT_PCA_DIR,
     extractor = Extractor(ExtractConfig(max_frames=max_frames, workers=workers,
                                         device=str(model.device), weights_dir=weights_dir,
                                         random_weights=random_weights, pca_dir=pca_dir))
-    Classifier(model, extractor)  # checks the representation once, here
+    check_clip_representation(model, extractor.representation)
     return extractor
 
 
